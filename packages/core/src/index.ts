@@ -1,0 +1,6 @@
+export * from "./errors";
+export * from "./graph/builder";
+export * from "./session";
+export * from "./tensor";
+export * from "./checkpoint/safetensors";
+export * from "./checkpoint/state-dict";

@@ -1,0 +1,7 @@
+import type { CaseRunner } from "../harness";
+
+/**
+ * Case runners by case name (the stem of `cases/<name>.json`). Each package
+ * adds its runner here; a case without a runner is reported as `skip`.
+ */
+export const runners: Record<string, CaseRunner> = {};
