@@ -4,3 +4,4 @@ export * from "./session";
 export * from "./tensor";
 export * from "./checkpoint/safetensors";
 export * from "./checkpoint/state-dict";
+export * from "./graph/nn";
