@@ -1,1 +1,1 @@
-export {};
+export type { EncodedImages, ImageTokenizer, ScaleQuantizer, TokenizerLoadOptions } from "./types";

@@ -1,0 +1,78 @@
+import type { Device, Tensor } from "@hart/core";
+
+/**
+ * What the AR transformer needs from the quantizer: the scale schedule, the
+ * codebook and the step that turns one scale's code embeddings into the next
+ * scale's input (the official `get_next_autoregressive_input`).
+ */
+export interface ScaleQuantizer {
+  /** The scale schedule (`v_patch_nums`): side length of each scale's token map, last = latent side. From config, overridable. */
+  readonly patchNums: readonly number[];
+  /** Codebook size V. */
+  readonly vocabSize: number;
+  /** Latent channels Cvae (`z_channels`). */
+  readonly latentChannels: number;
+  /** The codebook `[V, Cvae]` (`vae.quantize.embedding.weight`). */
+  readonly codebook: Tensor<"float32">;
+  /**
+   * The official `get_next_autoregressive_input(si, SN, f_hat, h_BChw)`:
+   * - `si < SN-1`: `fHat + Phi_k(bicubic(hBChw → HW×HW))`, next = `area(fHat', patchNums[si+1])`;
+   * - `si = SN-1`: `fHat + Phi_k(hBChw)`, next = `null`.
+   *
+   * `fHatBCHW` is `[B, Cvae, HW, HW]`, `hBChw` is `[B, Cvae, pn, pn]` with `pn = patchNums[si]`.
+   * Does not mutate its inputs.
+   */
+  nextScaleInput(
+    si: number,
+    fHatBCHW: Tensor<"float32">,
+    hBChw: Tensor<"float32">,
+  ): Promise<{ fHatBCHW: Tensor<"float32">; nextBChw: Tensor<"float32"> | null }>;
+}
+
+/** What {@link ImageTokenizer.encode} returns. */
+export interface EncodedImages {
+  /** The continuous latent `quant_conv(encoder(x))` `[B, Cvae, HW, HW]`. */
+  fBCHW: Tensor<"float32">;
+  /** Codebook indices per scale, each `[B, pn*pn]` (row-major over the pn×pn grid). */
+  indices: Tensor<"int64">[];
+  /**
+   * The continuous residual `[B, Cvae, HW, HW]`: what is left of `f` after the
+   * discrete reconstruction of every scale (Phi applied on all scales but the
+   * last, as in the official `img_to_idxBl_and_frest`), so that
+   * `fHatDiscreteWithoutLastPhi + residual` reproduces `f`.
+   */
+  residualBCHW: Tensor<"float32">;
+}
+
+/** The full hybrid tokenizer (autoencoder + multi-scale residual quantizer). */
+export interface ImageTokenizer {
+  /** The quantizer the AR model drives. */
+  readonly quantizer: ScaleQuantizer;
+  /** Encodes images `[B, 3, H, W]` in [-1, 1] (H = W = latent side × downsampling factor). */
+  encode(imagesB3HW: Tensor<"float32">): Promise<EncodedImages>;
+  /** `decoder(post_quant_conv(fHat)).clamp(-1, 1)` → `[B, 3, H, W]` in [-1, 1]. */
+  decode(fHatBCHW: Tensor<"float32">): Promise<Tensor<"float32">>;
+  /** Discrete-only reconstruction from per-scale indices (official `idxBl_to_img(..., same_shape=True, last_one=True)`). */
+  indicesToImage(indices: Tensor<"int64">[]): Promise<Tensor<"float32">>;
+  /**
+   * encode → decode. By default the hybrid reconstruction (the discrete part plus the residual,
+   * which equals `decode(f)`); with `discreteOnly` only the codes are decoded.
+   */
+  reconstruct(imagesB3HW: Tensor<"float32">, opts?: { discreteOnly?: boolean }): Promise<Tensor<"float32">>;
+}
+
+/** Options of {@link HartTokenizer.fromPretrained}. */
+export interface TokenizerLoadOptions {
+  /** Where the graphs run (default `"cpu"`). */
+  device?: Device;
+  /** Weight precision inside the graphs (default `"float32"`; inputs and outputs stay float32). */
+  dtype?: "float32" | "float16";
+  /** Progress callback (loading and per-graph stages). */
+  onProgress?: (event: { stage: string; [key: string]: unknown }) => void;
+  /** Overrides the scale schedule `v_patch_nums` from config.json (research); its last entry must be the latent side. */
+  patchNums?: readonly number[];
+  /** Threads per onnxruntime op (default: onnxruntime's choice). */
+  intraOpThreads?: number;
+  /** Checkpoint file inside the folder (default: `model.safetensors`, else `pytorch_model.bin`). */
+  weightsFile?: string;
+}
