@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { CaseContext, findGoldenSets, GOLDEN_DIR } from "./harness";
 import { runners } from "./cases/index";
+import { CaseContext, findGoldenSets, GOLDEN_DIR } from "./harness";
 
 const sets = findGoldenSets();
 const summary: string[] = [];
@@ -27,7 +27,9 @@ describe("golden conformance", () => {
           error = err;
         }
         const ok = !error && ctx.results.length > 0 && ctx.results.every((r) => r.ok);
-        summary.push(`${set.name}/${caseName}: ${ok ? "pass" : "fail"} (max rel err ${ctx.maxRelErr.toExponential(2)})`);
+        summary.push(
+          `${set.name}/${caseName}: ${ok ? "pass" : "fail"} (max rel err ${ctx.maxRelErr.toExponential(2)})`,
+        );
         if (error) throw error;
         expect(ctx.results.length, "the runner checked no tensor").toBeGreaterThan(0);
         const failed = ctx.results.filter((r) => !r.ok).map((r) => `${r.label} (rel ${r.relErr.toExponential(2)})`);

@@ -107,7 +107,8 @@ export class CaseContext {
         if (!(d <= maxAbs) || Number.isNaN(d)) maxAbs = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
         num += d * d;
         den += b[i] * b[i];
-        if (options.atol !== undefined && !(d <= options.atol + (options.rtolElem ?? 0) * Math.abs(b[i]))) elemOk = false;
+        if (options.atol !== undefined && !(d <= options.atol + (options.rtolElem ?? 0) * Math.abs(b[i])))
+          elemOk = false;
       }
       const relErr = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
       const ok = isInt || options.exact ? maxAbs === 0 : relErr <= rtol && elemOk;
