@@ -169,8 +169,8 @@ export function readZipEntry(zip: ZipArchive, entry: ZipEntry, length = entry.si
 
 let crcTable: Uint32Array | undefined;
 
-/** CRC-32 (zip polynomial) of `bytes`. */
-export function crc32(bytes: Uint8Array): number {
+/** CRC-32 (zip polynomial) of `bytes`; pass the previous result as `crc` to continue over several chunks. */
+export function crc32(bytes: Uint8Array, crc = 0): number {
   if (!crcTable) {
     crcTable = new Uint32Array(256);
     for (let i = 0; i < 256; i++) {
@@ -179,7 +179,7 @@ export function crc32(bytes: Uint8Array): number {
       crcTable[i] = c >>> 0;
     }
   }
-  let c = 0xffffffff;
+  let c = (crc ^ 0xffffffff) >>> 0;
   for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
