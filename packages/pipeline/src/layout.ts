@@ -1,6 +1,6 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { HartError } from "@hart/core";
+import { HartError, readConfig } from "@hart/core";
 import { downloadSnapshot, type HubOptions, isRepoId } from "./hub";
 
 /** The official HART checkpoint (transformer + tokenizer) on the hub. */
@@ -69,12 +69,16 @@ export async function locateModelFolders(dir: string): Promise<HartModelFolders>
   let llmDir = join(root, "llm");
   let tokenizerDir = join(root, "tokenizer");
   if (!(await isFile(join(llmDir, "config.json")))) {
-    const own = await readJson(join(root, "config.json")).catch(() => undefined);
+    const own = (await isFile(join(root, "config.json"))) ? readConfig(root) : undefined;
     if (own && MODEL_TYPES.transformer.includes(own.model_type as never)) {
       llmDir = root;
       tokenizerDir = join(dirname(root), "tokenizer");
     } else if (own) {
-      throw wrongType(join(root, "config.json"), own.model_type, "a HART model folder (with llm/ and tokenizer/)");
+      throw new HartError(
+        "config",
+        `${join(root, "config.json")}: model_type ${JSON.stringify(own.model_type)} — this is not a HART model ` +
+          `folder (expected llm/ and tokenizer/ inside it, or the llm folder itself)`,
+      );
     } else {
       throw new HartError(
         "model-layout",
@@ -83,21 +87,11 @@ export async function locateModelFolders(dir: string): Promise<HartModelFolders>
       );
     }
   }
-  const llmConfig = await readJson(join(llmDir, "config.json"));
-  if (!MODEL_TYPES.transformer.includes(llmConfig.model_type as never)) {
-    throw wrongType(join(llmDir, "config.json"), llmConfig.model_type, `"${MODEL_TYPES.transformer[0]}"`);
-  }
+  const llmConfig = readConfig(llmDir, { modelType: MODEL_TYPES.transformer });
   if (!(await isFile(join(tokenizerDir, "config.json")))) {
     throw new HartError("model-layout", `${root}: missing ${join(tokenizerDir, "config.json")} (the image tokenizer)`);
   }
-  const tokenizerConfig = await readJson(join(tokenizerDir, "config.json"));
-  if (!MODEL_TYPES.tokenizer.includes(tokenizerConfig.model_type as never)) {
-    throw wrongType(
-      join(tokenizerDir, "config.json"),
-      tokenizerConfig.model_type,
-      MODEL_TYPES.tokenizer.map((t) => `"${t}"`).join(" or "),
-    );
-  }
+  const tokenizerConfig = readConfig(tokenizerDir, { modelType: MODEL_TYPES.tokenizer });
   const textModelDir = join(llmDir === root ? dirname(root) : root, "text_model");
   return {
     root,
@@ -107,33 +101,6 @@ export async function locateModelFolders(dir: string): Promise<HartModelFolders>
     llmConfig,
     tokenizerConfig,
   };
-}
-
-/** Reads and parses a JSON file, with errors that name the file. */
-export async function readJson(file: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new HartError("file", `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`, {
-      cause: error,
-    });
-  }
-  try {
-    const value = JSON.parse(text);
-    if (!value || typeof value !== "object" || Array.isArray(value)) throw new Error("not a JSON object");
-    return value;
-  } catch (error) {
-    throw new HartError("config", `${file} is not valid JSON: ${(error as Error).message}`, { cause: error });
-  }
-}
-
-function wrongType(file: string, actual: unknown, expected: string): HartError {
-  return new HartError(
-    "config",
-    `${file}: model_type ${actual === undefined ? "is missing" : `"${actual}"`} — expected ${expected}; ` +
-      "is this the right model folder?",
-  );
 }
 
 async function isFile(path: string): Promise<boolean> {

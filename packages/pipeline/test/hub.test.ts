@@ -285,7 +285,7 @@ describe("model folders", () => {
     expect(empty.message).toMatch(/llm\/config\.json and tokenizer\/config\.json/);
     const qwen = await locateModelFolders(join(GOLDEN, "main", "text_model")).catch((e) => e);
     expect(qwen.code).toBe("config");
-    expect(qwen.message).toMatch(/model_type "qwen2"/);
+    expect(qwen.message).toMatch(/model_type "qwen2" — this is not a HART model folder/);
     const swapped = temp();
     await mkdir(join(swapped, "llm"));
     await mkdir(join(swapped, "tokenizer"));
@@ -293,7 +293,7 @@ describe("model folders", () => {
     writeFileSync(join(swapped, "tokenizer", "config.json"), readFileSync(join(GOLDEN, "main", "llm", "config.json")));
     const wrong = await locateModelFolders(swapped).catch((e) => e);
     expect(wrong.message).toMatch(
-      /llm\/config\.json: model_type "hart_autoencoder_with_disc" — expected "hart_transformer_t2i"/,
+      /llm\/config\.json: model_type is "hart_autoencoder_with_disc", expected "hart_transformer_t2i"/,
     );
   });
 });
