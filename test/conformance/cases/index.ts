@@ -1,7 +1,5 @@
 import type { CaseRunner } from "../harness";
 import { diffusionSample } from "./diffusion_sample";
-import { tokenizerDecode } from "./tokenizer_decode";
-import { tokenizerEncode } from "./tokenizer_encode";
 
 /**
  * Case runners by case name (the stem of `cases/<name>.json`). Each package
@@ -9,5 +7,3 @@ import { tokenizerEncode } from "./tokenizer_encode";
  */
 export const runners: Record<string, CaseRunner> = {};
 runners["diffusion_sample"] = diffusionSample;
-runners["tokenizer_encode"] = tokenizerEncode;
-runners["tokenizer_decode"] = tokenizerDecode;
