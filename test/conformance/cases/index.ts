@@ -1,5 +1,7 @@
 import type { CaseRunner } from "../harness";
 import { diffusionSample } from "./diffusion_sample";
+import { tokenizerDecode } from "./tokenizer_decode";
+import { tokenizerEncode } from "./tokenizer_encode";
 
 /**
  * Case runners by case name (the stem of `cases/<name>.json`). Each package
@@ -7,3 +9,5 @@ import { diffusionSample } from "./diffusion_sample";
  */
 export const runners: Record<string, CaseRunner> = {};
 runners["diffusion_sample"] = diffusionSample;
+runners["tokenizer_encode"] = tokenizerEncode;
+runners["tokenizer_decode"] = tokenizerDecode;

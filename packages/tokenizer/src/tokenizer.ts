@@ -1,0 +1,185 @@
+/**
+ * The hybrid tokenizer: conv encoder → `quant_conv` → multi-scale residual
+ * quantizer (discrete codes + continuous residual) → `post_quant_conv` → conv decoder.
+ */
+import { createSession, HartError, type Session, type StateDict, type Tensor } from "@hart/core";
+import { checkFinite, checkFloatTensor } from "./check";
+import { readTokenizerConfig, type TokenizerConfig } from "./config";
+import { type AutoencoderGraphOptions, buildDecoderGraph, buildEncoderGraph } from "./graph/autoencoder";
+import type { AttentionKind, Weights } from "./graph/layers";
+import { HartQuantizer } from "./quantizer";
+import type { EncodedImages, ImageTokenizer, TokenizerLoadOptions } from "./types";
+import { findWeightsFile, loadTokenizerStateDict, weightsOf } from "./weights";
+
+/** Options of {@link HartTokenizer.fromStateDict} (the load options minus file selection). */
+export interface TokenizerOptions extends Omit<TokenizerLoadOptions, "weightsFile"> {
+  /** How the autoencoder's self-attention runs (default `"mha"`: onnxruntime's fused attention). */
+  attention?: AttentionKind;
+  /** Names the checkpoint in error messages. */
+  source?: string;
+  /** How keys are spelled in the checkpoint (default `"vae."`), for error messages. */
+  keyPrefix?: string;
+}
+
+/** {@link ImageTokenizer.encode}'s result plus the latent before `quant_conv`. */
+export interface EncodedImagesWithDebug extends EncodedImages {
+  /** `encoder(image)` before `quant_conv` `[B, Cvae, HW, HW]`. */
+  encoderOutBCHW: Tensor<"float32">;
+  /** The discrete part of `f` (Phi on every scale but the last): `fHatDiscrete + residual = f`. */
+  fHatDiscreteBCHW: Tensor<"float32">;
+  /** The official `frest_wo_last_discrete` as NCHW: `residual + E[idx_last]`. */
+  restBeforeLastBCHW: Tensor<"float32">;
+}
+
+/**
+ * HART's tokenizer (`HARTAutoEncoderWithDisc.vae`): implements {@link ImageTokenizer}.
+ * Graphs are compiled on first use (a decode-only user never compiles the encoder).
+ *
+ * @example
+ * ```ts
+ * const tok = await HartTokenizer.fromPretrained("hart-0.7b-1024px/tokenizer");
+ * const { fBCHW, indices } = await tok.encode(imagesB3HW);  // images in [-1, 1]
+ * const recon = await tok.decode(fBCHW);                     // [B, 3, H, W] in [-1, 1]
+ * ```
+ */
+export class HartTokenizer implements ImageTokenizer {
+  readonly quantizer: HartQuantizer;
+  /** The model's configuration (from `config.json`). */
+  readonly config: TokenizerConfig;
+  private readonly weights: Weights;
+  private readonly graphOptions: AutoencoderGraphOptions;
+  private encoderSession?: Promise<Session>;
+  private decoderSession?: Promise<Session>;
+
+  private constructor(
+    config: TokenizerConfig,
+    stateDict: StateDict,
+    private readonly options: TokenizerOptions,
+  ) {
+    if (options.dtype && options.dtype !== "float32") {
+      throw new HartError(
+        "unsupported",
+        `@hart/tokenizer runs in float32 only (dtype "${options.dtype}" was asked for)`,
+      );
+    }
+    this.config = config;
+    this.weights = weightsOf(stateDict, options.source ?? "the tokenizer state dict", options.keyPrefix ?? "vae.");
+    this.graphOptions = { attention: options.attention };
+    this.quantizer = HartQuantizer.fromWeights(config, this.weights, {
+      device: options.device,
+      intraOpThreads: options.intraOpThreads,
+      patchNums: options.patchNums,
+    });
+  }
+
+  /**
+   * Loads a tokenizer folder (the official `tokenizer/` layout: `config.json` with
+   * `model_type: hart_autoencoder_with_disc`, weights in `model.safetensors` or
+   * `pytorch_model.bin` under the `vae.` prefix; `disc.*` are ignored).
+   */
+  static async fromPretrained(
+    dir: string,
+    options: TokenizerLoadOptions & TokenizerOptions = {},
+  ): Promise<HartTokenizer> {
+    const config = readTokenizerConfig(dir);
+    const file = findWeightsFile(dir, options.weightsFile);
+    options.onProgress?.({ stage: "tokenizer:load", file });
+    const { stateDict, prefix } = loadTokenizerStateDict(file);
+    const tokenizer = new HartTokenizer(config, stateDict, { ...options, source: file, keyPrefix: prefix });
+    // Fail at load time, not at the first decode, when a weight is missing or misshapen.
+    tokenizer.checkWeights();
+    options.onProgress?.({ stage: "tokenizer:loaded", file, tensors: stateDict.size });
+    return tokenizer;
+  }
+
+  /** Builds a tokenizer from a parsed config and a prefix-free state dict (keys like `decoder.conv_in.weight`). */
+  static fromStateDict(config: TokenizerConfig, stateDict: StateDict, options: TokenizerOptions = {}): HartTokenizer {
+    const tokenizer = new HartTokenizer(config, stateDict, options);
+    tokenizer.checkWeights();
+    return tokenizer;
+  }
+
+  /** Spatial down-sampling factor of the autoencoder (`2^(len(ch_mult) − 1)`). */
+  get downsampleFactor(): number {
+    return 2 ** (this.config.chMult.length - 1);
+  }
+
+  /** Image side this tokenizer encodes and decodes (`latent side × downsampling factor`). */
+  get imageSize(): number {
+    return this.quantizer.latentSide * this.downsampleFactor;
+  }
+
+  async encode(imagesB3HW: Tensor<"float32">): Promise<EncodedImagesWithDebug> {
+    const S = this.imageSize;
+    checkFloatTensor(imagesB3HW, "encode(images)", [null, 3, S, S], `[B, 3, ${S}, ${S}] (RGB in [-1, 1])`);
+    checkFinite(imagesB3HW, "encode(images)");
+    const session = await this.graph("encoder");
+    const out = await session.run({ image: imagesB3HW });
+    const fBCHW = out.f as Tensor<"float32">;
+    const q = await this.quantizer.quantize(fBCHW);
+    return {
+      fBCHW,
+      indices: q.indices,
+      residualBCHW: q.residualBCHW,
+      encoderOutBCHW: out.encoderOut as Tensor<"float32">,
+      fHatDiscreteBCHW: q.fHatBCHW,
+      restBeforeLastBCHW: q.restBeforeLastBCHW,
+    };
+  }
+
+  async decode(fHatBCHW: Tensor<"float32">): Promise<Tensor<"float32">> {
+    const HW = this.quantizer.latentSide;
+    checkFloatTensor(fHatBCHW, "decode(fHat)", [null, this.config.zChannels, HW, HW], "[B, Cvae, HW, HW]");
+    checkFinite(fHatBCHW, "decode(fHat)");
+    const session = await this.graph("decoder");
+    return (await session.run({ fHat: fHatBCHW })).image as Tensor<"float32">;
+  }
+
+  async indicesToImage(indices: Tensor<"int64">[]): Promise<Tensor<"float32">> {
+    return this.decode(await this.quantizer.indicesToFHat(indices));
+  }
+
+  async reconstruct(imagesB3HW: Tensor<"float32">, opts: { discreteOnly?: boolean } = {}): Promise<Tensor<"float32">> {
+    const enc = await this.encode(imagesB3HW);
+    if (opts.discreteOnly) return this.indicesToImage(enc.indices);
+    return this.decode(await this.quantizer.addResidual(enc.fHatDiscreteBCHW, enc.residualBCHW));
+  }
+
+  /** Frees every compiled graph (they are rebuilt on the next call). */
+  async release(): Promise<void> {
+    const sessions = [this.encoderSession, this.decoderSession];
+    this.encoderSession = undefined;
+    this.decoderSession = undefined;
+    for (const s of sessions) if (s) await (await s).release();
+    await this.quantizer.release();
+  }
+
+  /** Builds (without compiling) both graphs, which fetches and shape-checks every autoencoder weight. */
+  private checkWeights(): void {
+    buildEncoderGraph(this.config, this.weights, this.graphOptions);
+    buildDecoderGraph(this.config, this.weights, this.graphOptions);
+  }
+
+  /** The compiled graph of `part`, compiled on first use. */
+  private graph(part: "encoder" | "decoder"): Promise<Session> {
+    if (part === "encoder") {
+      if (!this.encoderSession) this.encoderSession = this.compile("encoder");
+      return this.encoderSession;
+    }
+    if (!this.decoderSession) this.decoderSession = this.compile("decoder");
+    return this.decoderSession;
+  }
+
+  private async compile(part: "encoder" | "decoder"): Promise<Session> {
+    const built =
+      part === "encoder"
+        ? buildEncoderGraph(this.config, this.weights, this.graphOptions)
+        : buildDecoderGraph(this.config, this.weights, this.graphOptions);
+    this.options.onProgress?.({ stage: `tokenizer:compile-${part}` });
+    return createSession(built, {
+      device: this.options.device,
+      intraOpThreads: this.options.intraOpThreads,
+      label: `tokenizer ${part}`,
+    });
+  }
+}
