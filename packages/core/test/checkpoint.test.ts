@@ -123,6 +123,7 @@ function handMade(): { tensors: TensorSpec[]; storages: Map<string, StorageSpec>
   const i8 = Int8Array.from([-128, 127, 0]);
   const u8 = Uint8Array.from([255, 0, 9]);
   const bool = Uint8Array.from([1, 0, 0, 1, 1]);
+  const big = Float32Array.from({ length: 130 * 70 + 3 }, (_, i) => i * 0.25);
   const bytes = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const storages = new Map<string, StorageSpec>([
     ["0", { type: "FloatStorage", numel: 24, bytes: bytes(f32) }],
@@ -134,6 +135,7 @@ function handMade(): { tensors: TensorSpec[]; storages: Map<string, StorageSpec>
     ["6", { type: "CharStorage", numel: 3, bytes: bytes(i8) }],
     ["7", { type: "ByteStorage", numel: 3, bytes: bytes(u8) }],
     ["8", { type: "BoolStorage", numel: 5, bytes: bytes(bool) }],
+    ["9", { type: "FloatStorage", numel: big.length, bytes: bytes(big) }],
   ]);
   const tensors: TensorSpec[] = [
     // a transposed [2,3] view starting at element 4: element (i, j) = storage[4 + i + 2j]
@@ -142,6 +144,9 @@ function handMade(): { tensors: TensorSpec[]; storages: Map<string, StorageSpec>
     { key: "shared.b", storage: "0", offset: 0, shape: [4], stride: [1], parameter: true },
     // a permuted 3-D view (element (a, b, c) = storage[1 + 12a + b + 4c])
     { key: "stepped", storage: "0", offset: 1, shape: [2, 2, 3], stride: [12, 1, 4] },
+    // a transposed matrix larger than the copy tiles, and rows with gaps between them
+    { key: "big.t", storage: "9", offset: 3, shape: [130, 70], stride: [1, 130] },
+    { key: "rows", storage: "0", offset: 2, shape: [3, 4], stride: [8, 1] },
     { key: "half", storage: "1", offset: 0, shape: [3, 2], stride: [2, 1] },
     { key: "bf16.t", storage: "2", offset: 1, shape: [3, 2], stride: [1, 3] },
     { key: "double.t", storage: "3", offset: 0, shape: [2, 2], stride: [1, 2] },
@@ -185,6 +190,15 @@ function handMade(): { tensors: TensorSpec[]; storages: Map<string, StorageSpec>
     ["shared.a", f(tensors[1])],
     ["shared.b", f(tensors[2])],
     ["stepped", f(tensors[3])],
+    [
+      "big.t",
+      tensor(
+        "float32",
+        [130, 70],
+        gather(big, (n) => new Float32Array(n), 3, [130, 70], [1, 130]),
+      ),
+    ],
+    ["rows", f(tensors[5])],
     ["half", tensor("float16", [3, 2], f16)],
     [
       "bf16.t",

@@ -166,29 +166,67 @@ function isContiguous(shape: readonly number[], stride: readonly number[]): bool
   return true;
 }
 
-/** Copies a strided view into a fresh contiguous buffer (elements moved as 1/2/4-byte words, bit-exact). */
+/**
+ * Copies a strided view into a fresh contiguous buffer, bit-exact (elements
+ * move as 1/2/4-byte words). The innermost output dim is walked together with
+ * the dim of smallest storage stride in 64×64 tiles, so a transposed matrix is
+ * read and written cache-friendly instead of one cache miss per element.
+ */
 function materialize(t: TensorRef, bytes: Uint8Array, elementBytes: number): Uint8Array {
   const word = Math.min(elementBytes, 4);
-  const perElement = elementBytes / word;
-  const shape = [...t.shape, perElement];
-  const stride = [...t.stride.map((s) => s * perElement), 1];
+  const wpe = elementBytes / word;
   const Words = word === 1 ? Uint8Array : word === 2 ? Uint16Array : Uint32Array;
   const src = new Words(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength / word);
-  const out = new Words(numel(t.shape) * perElement);
-  const rank = shape.length;
-  const inner = shape[rank - 1];
-  const innerStride = stride[rank - 1];
-  const index = new Array<number>(rank - 1).fill(0);
-  let base = t.offset * perElement;
-  for (let o = 0; o < out.length; o += inner) {
-    for (let i = 0; i < inner; i++) out[o + i] = src[base + i * innerStride];
-    // odometer over the outer dims
-    for (let d = rank - 2; d >= 0; d--) {
-      index[d]++;
-      base += stride[d];
-      if (index[d] < shape[d]) break;
-      base -= stride[d] * shape[d];
-      index[d] = 0;
+  const out = new Words(numel(t.shape) * wpe);
+  // size-1 dims never move the index
+  const dims = t.shape.map((n, d) => ({ n, s: t.stride[d], o: 0 })).filter((x) => x.n !== 1);
+  for (let d = dims.length - 1, acc = 1; d >= 0; d--) {
+    dims[d].o = acc;
+    acc *= dims[d].n;
+  }
+  const a = dims[dims.length - 1];
+  let bIndex = -1;
+  for (let d = 0; d < dims.length - 1; d++) if (bIndex < 0 || dims[d].s < dims[bIndex].s) bIndex = d;
+  if (bIndex >= 0 && dims[bIndex].s >= a.s) bIndex = -1; // rows already the most local: no tiling needed
+  const b = bIndex >= 0 ? dims[bIndex] : { n: 1, s: 0, o: 0 };
+  const outer = dims.slice(0, -1).filter((_, d) => d !== bIndex);
+  const outerCount = numel(outer.map((d) => d.n));
+  const tile = 64;
+  const tileA = bIndex >= 0 ? tile : a.n;
+  const index = new Array<number>(outer.length).fill(0);
+  let srcBase = t.offset;
+  let outBase = 0;
+  for (let it = 0; it < outerCount; it++) {
+    for (let i0 = 0; i0 < b.n; i0 += tile) {
+      const i1 = Math.min(i0 + tile, b.n);
+      for (let j0 = 0; j0 < a.n; j0 += tileA) {
+        const j1 = Math.min(j0 + tileA, a.n);
+        for (let i = i0; i < i1; i++) {
+          let si = (srcBase + i * b.s + j0 * a.s) * wpe;
+          let oi = (outBase + i * b.o + j0) * wpe;
+          if (a.s === 1) {
+            out.set(src.subarray(si, si + (j1 - j0) * wpe), oi);
+          } else if (wpe === 1) {
+            for (let j = j0; j < j1; j++, si += a.s) out[oi++] = src[si];
+          } else {
+            for (let j = j0; j < j1; j++, si += a.s * 2, oi += 2) {
+              out[oi] = src[si];
+              out[oi + 1] = src[si + 1];
+            }
+          }
+        }
+      }
+    }
+    // odometer over the remaining dims
+    for (let k = outer.length - 1; k >= 0; k--) {
+      const d = outer[k];
+      index[k]++;
+      srcBase += d.s;
+      outBase += d.o;
+      if (index[k] < d.n) break;
+      srcBase -= d.s * d.n;
+      outBase -= d.o * d.n;
+      index[k] = 0;
     }
   }
   return new Uint8Array(out.buffer);
@@ -236,10 +274,16 @@ export function readTorchBin(file: string, filter?: (key: string) => boolean): S
     if (crc32(pkl) !== pklEntry.crc32)
       throw new HartError("checkpoint", `${file}: ${pklName} fails its CRC check (corrupt file)`);
     const root = parseStateDictPickle(pkl, `${file}:${pklName}`, zip, stem);
+    const kept = [...root].filter(([key]) => !filter || filter(key));
+    // Drop each storage buffer after its last user so copies made for strided views do not pin it.
+    const users = new Map<StorageRef, number>();
+    for (const [, t] of kept) users.set(t.storage, (users.get(t.storage) ?? 0) + 1);
     const out: StateDict = new Map();
-    for (const [key, t] of root) {
-      if (filter && !filter(key)) continue;
+    for (const [key, t] of kept) {
       out.set(key, toTensor(zip, stem, key, t));
+      const left = users.get(t.storage)! - 1;
+      users.set(t.storage, left);
+      if (left === 0) t.storage.bytes = undefined;
     }
     return out;
   } finally {
