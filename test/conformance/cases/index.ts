@@ -1,4 +1,6 @@
 import type { CaseRunner } from "../harness";
+import { arGenerate } from "./ar_generate";
+import { arGenerateSmooth } from "./ar_generate_smooth";
 import { diffusionSample } from "./diffusion_sample";
 import { tokenizerDecode } from "./tokenizer_decode";
 import { tokenizerEncode } from "./tokenizer_encode";
@@ -11,3 +13,5 @@ export const runners: Record<string, CaseRunner> = {};
 runners["diffusion_sample"] = diffusionSample;
 runners["tokenizer_encode"] = tokenizerEncode;
 runners["tokenizer_decode"] = tokenizerDecode;
+runners["ar_generate"] = arGenerate;
+runners["ar_generate_smooth"] = arGenerateSmooth;

@@ -1,0 +1,171 @@
+/**
+ * One transformer block (`AdaLNSelfAttn`) as a graph that runs every scale:
+ * the new tokens of the scale attend to the cached keys/values of all earlier
+ * tokens (fed in as `pastK`/`pastV`) and to themselves. The block returns its
+ * output and the new tokens' keys/values; the cache itself stays in
+ * TypeScript (outputs are copied by onnxruntime, inputs are not).
+ */
+import {
+  type BuiltModel,
+  f,
+  GraphBuilder,
+  geluTanh,
+  layerNorm,
+  linear,
+  rmsNorm,
+  silu,
+  type Tensor,
+  type Value,
+} from "@hart/core";
+import type { HartTransformerConfig } from "../config";
+import { headDim } from "../config";
+
+/** The FFN weights, `[in, out]` layout. */
+export type FfnWeights =
+  | { kind: "llama"; gateUpIO: Tensor<"float32">; downIO: Tensor<"float32"> }
+  | {
+      kind: "gpt2";
+      fc1IO: Tensor<"float32">;
+      fc1B: Tensor<"float32">;
+      fc2IO: Tensor<"float32">;
+      fc2B: Tensor<"float32">;
+    };
+
+/** One block's weights, `[in, out]` layout for every linear layer. */
+export interface BlockWeights {
+  /** `qkv_proj` / `mat_qkv` `[C, 3C]`. */
+  qkvIO: Tensor<"float32">;
+  /** `cat(q_bias, zero_k_bias, v_bias)` `[3C]`. */
+  qkvBias: Tensor<"float32">;
+  projIO: Tensor<"float32">;
+  projB: Tensor<"float32">;
+  /** `ln_wo_grad.weight` (RMSNorm keeps one even without affine); absent for LayerNorm. */
+  normW?: Tensor<"float32">;
+  ffn: FfnWeights;
+  /** `attn_l2_norm`: per-head query scale `exp(min(scale_mul, ln 100))` as `[H, 1]`. */
+  l2Scale?: Tensor<"float32">;
+}
+
+/**
+ * The norm every HART block uses: RMSNorm (llama attention) or LayerNorm
+ * without affine (gpt2 attention).
+ */
+export function blockNorm(g: GraphBuilder, cfg: HartTransformerConfig, x: Value, w?: Tensor): Value {
+  return cfg.attnType === "llama" ? rmsNorm(g, x, cfg.normEps, w) : layerNorm(g, x, cfg.normEps, cfg.embedDim);
+}
+
+/** `q·cos + swapHalves(q)·sinSigned` per head: HART's rotate_half RoPE with `sinSigned = cat(-sin[:d/2], sin[d/2:])`. */
+function rope(g: GraphBuilder, q: Value, cos4: Value, sin4: Value, heads: number, hd: number): Value {
+  const q4 = g.op("Reshape", [q, g.ints([0, 0, heads, hd])]);
+  const [lo, hi] = g.opMulti("Split", [q4, g.ints([hd / 2, hd / 2])], { axis: -1 }, { outputs: 2 });
+  const swapped = g.op("Concat", [hi, lo], { axis: -1 });
+  const y = g.op("Add", [g.op("Mul", [q4, cos4]), g.op("Mul", [swapped, sin4])]);
+  return g.op("Reshape", [y, g.ints([0, 0, heads * hd])]);
+}
+
+/** `F.normalize(x, dim=-1)` per head (`x / max(‖x‖, 1e-12)`), times an optional per-head scale. */
+function l2PerHead(g: GraphBuilder, x: Value, heads: number, hd: number, scaleH1?: Tensor): Value {
+  const x4 = g.op("Reshape", [x, g.ints([0, 0, heads, hd])]);
+  const norm = g.op("Max", [g.op("ReduceL2", [x4, g.ints([-1])], { keepdims: 1 }), g.scalar(1e-12)]);
+  let y = g.op("Div", [x4, norm]);
+  if (scaleH1) y = g.op("Mul", [y, g.weight(scaleH1)]);
+  return g.op("Reshape", [y, g.ints([0, 0, heads * hd])]);
+}
+
+/** `norm(x)·(1+scale)+shift` when modulated, else `norm(x)`. */
+function modulatedNorm(
+  g: GraphBuilder,
+  cfg: HartTransformerConfig,
+  x: Value,
+  w: BlockWeights,
+  mod?: { scale: Value; shift: Value },
+): Value {
+  const h = blockNorm(g, cfg, x, w.normW);
+  if (!mod) return h;
+  return g.op("Add", [g.op("Mul", [h, g.op("Add", [mod.scale, g.scalar(1)])]), mod.shift]);
+}
+
+/**
+ * Builds the block graph.
+ *
+ * Inputs: `x` `[N, l, C]`; with llama attention `cos`/`sin` `[N, l, hd]`
+ * (`sin` already sign-flipped on its first half); when the blocks are
+ * modulated `mod` `[N, 6, C]` (gamma1, gamma2, scale1, scale2, shift1,
+ * shift2); `pastK`/`pastV` `[N, P, C]` (P may be 0).
+ * Outputs: `y` `[N, l, C]`, `k`/`v` `[N, l, C]` (this scale's keys/values, after RoPE).
+ */
+export function buildBlockGraph(
+  cfg: HartTransformerConfig,
+  index: number,
+  w: BlockWeights,
+  modulated: boolean,
+): BuiltModel {
+  const C = cfg.embedDim;
+  const H = cfg.numHeads;
+  const hd = headDim(cfg);
+  const g = new GraphBuilder(`hart-block-${index}`);
+  const x = g.input("x", "float32", ["N", "l", C]);
+  let cos4: Value | undefined;
+  let sin4: Value | undefined;
+  if (cfg.attnType === "llama") {
+    const axes = g.ints([2]);
+    cos4 = g.op("Unsqueeze", [g.input("cos", "float32", ["N", "l", hd]), axes]);
+    sin4 = g.op("Unsqueeze", [g.input("sin", "float32", ["N", "l", hd]), axes]);
+  }
+  let mods: Value[] | undefined;
+  if (modulated) {
+    const mod = g.input("mod", "float32", ["N", 6, C]);
+    mods = g.opMulti("Split", [mod, g.ints([1, 1, 1, 1, 1, 1])], { axis: 1 }, { outputs: 6 });
+  }
+  const pastK = g.input("pastK", "float32", ["N", "P", C]);
+  const pastV = g.input("pastV", "float32", ["N", "P", C]);
+
+  // attention
+  const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] });
+  const qkv = linear(g, h1, w.qkvIO, w.qkvBias);
+  let [q, k, v] = g.opMulti("Split", [qkv, g.ints([C, C, C])], { axis: -1 }, { outputs: 3 });
+  if (cfg.attnL2Norm) {
+    q = l2PerHead(g, q, H, hd, w.l2Scale);
+    k = l2PerHead(g, k, H, hd);
+  }
+  if (cos4 && sin4) {
+    q = rope(g, q, cos4, sin4, H, hd);
+    k = rope(g, k, cos4, sin4, H, hd);
+  }
+  const allK = g.op("Concat", [pastK, k], { axis: 1 });
+  const allV = g.op("Concat", [pastV, v], { axis: 1 });
+  // 3-D Q/K/V without mask or bias keeps onnxruntime on its flash-attention path (no L×P score matrix).
+  const scale = cfg.attnL2Norm ? 1 : Math.fround(0.25 / Math.sqrt(hd));
+  const attn = g.op(
+    "MultiHeadAttention",
+    [q, allK, allV],
+    { num_heads: H, scale: f(scale) },
+    { domain: "com.microsoft" },
+  );
+  let o = linear(g, attn, w.projIO, w.projB);
+  if (mods) o = g.op("Mul", [o, mods[0]]);
+  const x1 = g.op("Add", [x, o]);
+
+  // feed-forward
+  const h2 = modulatedNorm(g, cfg, x1, w, mods && { scale: mods[3], shift: mods[5] });
+  let ff: Value;
+  if (w.ffn.kind === "llama") {
+    const hidden = w.ffn.downIO.shape[0];
+    const [gate, up] = g.opMulti(
+      "Split",
+      [linear(g, h2, w.ffn.gateUpIO), g.ints([hidden, hidden])],
+      { axis: -1 },
+      { outputs: 2 },
+    );
+    ff = linear(g, g.op("Mul", [silu(g, gate), up]), w.ffn.downIO);
+  } else {
+    ff = linear(g, geluTanh(g, linear(g, h2, w.ffn.fc1IO, w.ffn.fc1B)), w.ffn.fc2IO, w.ffn.fc2B);
+  }
+  if (mods) ff = g.op("Mul", [ff, mods[1]]);
+  const y = g.op("Add", [x1, ff]);
+
+  g.output(y, "y", "float32", ["N", "l", C]);
+  g.output(k, "k", "float32", ["N", "l", C]);
+  g.output(v, "v", "float32", ["N", "l", C]);
+  return g.build();
+}

@@ -1,0 +1,79 @@
+/**
+ * The per-block key/value cache, kept in TypeScript as `[N, P, C]` float32
+ * (the layout onnxruntime's attention takes) inside one buffer per block
+ * sized for the whole generation. Appending a scale moves each batch row to
+ * its new offset in place (back to front) and copies the new tokens in, so the
+ * cache never exists twice and the graphs get a zero-copy view.
+ */
+import { HartError, type Tensor, tensor } from "@hart/core";
+
+/** Keys and values of every block for one generation. */
+export class KVCache {
+  private readonly keys: Float32Array[];
+  private readonly values: Float32Array[];
+  private readonly lengths: number[];
+
+  /**
+   * @param blocks number of transformer blocks
+   * @param rows N (the guidance batch, 2B)
+   * @param width C
+   * @param capacity the most tokens per row the generation will cache
+   */
+  constructor(
+    blocks: number,
+    readonly rows: number,
+    readonly width: number,
+    readonly capacity: number,
+  ) {
+    // zero-filled typed arrays are lazily backed by the OS: memory grows as the cache fills
+    this.keys = Array.from({ length: blocks }, () => new Float32Array(rows * capacity * width));
+    this.values = Array.from({ length: blocks }, () => new Float32Array(rows * capacity * width));
+    this.lengths = new Array(blocks).fill(0);
+  }
+
+  /** Cached tokens per row of `block`. */
+  length(block: number): number {
+    return this.lengths[block];
+  }
+
+  /** The cached keys and values of `block` as `[N, P, C]` views (no copy). */
+  past(block: number): { k: Tensor<"float32">; v: Tensor<"float32"> } {
+    const n = this.rows * this.lengths[block] * this.width;
+    const shape = [this.rows, this.lengths[block], this.width];
+    return {
+      k: tensor("float32", shape, this.keys[block].subarray(0, n)),
+      v: tensor("float32", shape, this.values[block].subarray(0, n)),
+    };
+  }
+
+  /** Appends `[N, l, C]` new keys and values to `block`. */
+  append(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void {
+    const [N, l, C] = k.shape;
+    if (N !== this.rows || C !== this.width || v.shape[1] !== l) {
+      throw new HartError(
+        "shape",
+        `KV cache: new keys [${k.shape}] / values [${v.shape}] do not fit [${this.rows}, *, ${this.width}]`,
+      );
+    }
+    const P = this.lengths[block];
+    if (P + l > this.capacity)
+      throw new HartError("internal", `KV cache: ${P + l} tokens exceed the planned ${this.capacity}`);
+    for (const [buf, add] of [
+      [this.keys[block], k.data],
+      [this.values[block], v.data],
+    ] as const) {
+      for (let n = N - 1; n >= 0; n--) {
+        const from = n * P * C;
+        const to = n * (P + l) * C;
+        if (n > 0 && P > 0) buf.copyWithin(to, from, from + P * C);
+        buf.set(add.subarray(n * l * C, (n + 1) * l * C), to + P * C);
+      }
+    }
+    this.lengths[block] = P + l;
+  }
+
+  /** Bytes the cache holds when full. */
+  get bytes(): number {
+    return this.keys.length * 2 * this.rows * this.capacity * this.width * 4;
+  }
+}
