@@ -103,7 +103,7 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions): unknown {
   };
   const appendItems = (list: unknown, items: unknown[], at: number) => {
     if (!Array.isArray(list) || Object.isFrozen(list)) fail("APPEND(S) on something that is not a list", at);
-    (list as unknown[]).push(...items);
+    for (const item of items) (list as unknown[]).push(item);
   };
   const callIt = (fn: unknown, args: unknown, at: number): unknown => {
     if (!(fn instanceof PickleCallable)) fail(`refusing to call a non-callable value (${describe(fn)})`, at);
