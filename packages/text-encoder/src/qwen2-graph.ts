@@ -1,0 +1,193 @@
+/**
+ * The Qwen2 decoder (Hugging Face `Qwen2Model`, eager attention) as ONNX
+ * graphs, one graph per part of the model: a part is an optional embedding
+ * lookup, a run of decoder layers and an optional final norm, so that a
+ * 1.5B-parameter model can be compiled part by part (see `Qwen2TextEncoder`).
+ *
+ * Activations are float32 throughout. Projections use the checkpoint's
+ * PyTorch layout `[out, in]` as is (Gemm with transB), so no weight is ever
+ * transposed; 16-bit weights are cast to float32 right before use.
+ */
+import { type BuiltModel, GraphBuilder, rmsNorm, silu, type Tensor, tensor, type Value } from "@hart/core";
+import type { Qwen2Config } from "./config";
+
+/** The weights of one decoder layer (PyTorch layouts, `[out, in]` for projections). */
+export interface Qwen2LayerWeights {
+  inputNorm: Tensor;
+  qW: Tensor;
+  qB: Tensor;
+  kW: Tensor;
+  kB: Tensor;
+  vW: Tensor;
+  vB: Tensor;
+  oW: Tensor;
+  postNorm: Tensor;
+  gateW: Tensor;
+  upW: Tensor;
+  downW: Tensor;
+}
+
+/** One part of the model: what it starts and ends with and the layers in between. */
+export interface Qwen2PartWeights {
+  /** The embedding table `[V, D]`: the part takes token ids (`input_ids`) instead of hidden states. */
+  embed?: Tensor;
+  /** Consecutive decoder layers (may be empty). */
+  layers: Qwen2LayerWeights[];
+  /** Index of the first layer in the whole model (names only). */
+  firstLayer: number;
+  /** The final RMSNorm weight: the part ends the model and returns `last_hidden_state`. */
+  finalNorm?: Tensor;
+}
+
+/** Graph input and output names of a part. */
+export const PART_IO = {
+  /** `[B, S]` int64 token ids (parts with the embedding). */
+  ids: "input_ids",
+  /** `[B, S]` bool, true for keys that may be attended to (parts with layers). */
+  mask: "attention_mask",
+  /** `[B, S, D]` float32 residual stream between parts. */
+  hiddenIn: "hidden_in",
+  hiddenOut: "hidden_out",
+  /** `[1]` int64: the final part returns positions `from..S-1` only. */
+  from: "from",
+  /** `[B, S - from, D]` float32, after the final norm. */
+  last: "last_hidden_state",
+} as const;
+
+const FLOAT = 1; // ONNX TensorProto.FLOAT
+
+/** float32 of a weight stored as float32, float16 or bfloat16. */
+function asFloat(g: GraphBuilder, t: Tensor): Value {
+  const w = g.weight(t);
+  return t.dtype === "float32" ? w : g.op("Cast", [w], { to: FLOAT });
+}
+
+/** PyTorch `Linear` on a 2-D input: `x @ w.T (+ b)` with `w` as stored (`[out, in]`). */
+function linear(g: GraphBuilder, xND: Value, w: Tensor, b?: Tensor): Value {
+  const inputs = [xND, asFloat(g, w)];
+  if (b) inputs.push(asFloat(g, b));
+  return g.op("Gemm", inputs, { transB: 1 });
+}
+
+/**
+ * `inv_freq = 1 / theta^(arange(0, hd, 2) / hd)` computed in float32 the way
+ * PyTorch does (the exponent and the power rounded to float32).
+ */
+export function ropeInvFreq(headDim: number, theta: number): Float32Array {
+  const inv = new Float32Array(headDim / 2);
+  for (let i = 0; i < inv.length; i++) inv[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / headDim));
+  return inv;
+}
+
+/** Per-graph values every layer shares: RoPE tables, the additive mask and the shapes of the batch. */
+interface Shared {
+  /** `[1, S, 1, 1, hd]` cos / sin of the positions 0..S-1. */
+  cos: Value;
+  sin: Value;
+  /** `[B, 1, 1, S, S]`: 0 where key j ≤ query i and key j is unmasked, float32 min elsewhere. */
+  maskAdd: Value;
+  /** `[B, S, KV, G, hd]` and friends as int64 shape tensors. */
+  shapeQ: Value;
+  shapeKV: Value;
+  shapeND: Value;
+}
+
+function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value): Shared {
+  const groups = c.numHeads / c.numKvHeads;
+  const shapeBS = g.op("Shape", [maskBS]);
+  const seqLen = g.op("Squeeze", [g.op("Slice", [shapeBS, g.ints([1]), g.ints([2])]), g.ints([0])]);
+  const posS = g.op("Range", [g.scalar(0, "int64"), seqLen, g.scalar(1, "int64")]);
+
+  // HF's default position ids 0..S-1 (padding does not shift them): angles = pos * inv_freq in float32.
+  const invFreq = g.weight(tensor("float32", [1, c.headDim / 2], ropeInvFreq(c.headDim, c.ropeTheta)));
+  const anglesSH = g.op("Mul", [g.op("Unsqueeze", [g.op("Cast", [posS], { to: FLOAT }), g.ints([1])]), invFreq]);
+  const embSd = g.op("Concat", [anglesSH, anglesSH], { axis: 1 });
+  const tableShape = g.ints([1, -1, 1, 1, c.headDim]);
+  const cos = g.op("Reshape", [g.op("Cos", [embSd]), tableShape]);
+  const sin = g.op("Reshape", [g.op("Sin", [embSd]), tableShape]);
+
+  // Causal + padding mask exactly as HF's eager path builds it (a row with no allowed key gets a uniform softmax).
+  const causalSS = g.op("LessOrEqual", [
+    g.op("Unsqueeze", [posS, g.ints([0])]), // key j along the last axis
+    g.op("Unsqueeze", [posS, g.ints([1])]), // query i along the rows
+  ]);
+  const keysB111S = g.op("Unsqueeze", [maskBS, g.ints([1, 2, 3])]);
+  const allowed = g.op("And", [causalSS, keysB111S]);
+  const maskAdd = g.op("Where", [allowed, g.scalar(0), g.scalar(-3.4028234663852886e38)]);
+
+  const kvd = g.ints([c.numKvHeads, groups, c.headDim]);
+  return {
+    cos,
+    sin,
+    maskAdd,
+    shapeQ: g.op("Concat", [shapeBS, kvd], { axis: 0 }),
+    shapeKV: g.op("Concat", [shapeBS, g.ints([c.numKvHeads, 1, c.headDim])], { axis: 0 }),
+    shapeND: g.ints([-1, c.numHeads * c.headDim]),
+  };
+}
+
+/** `x * cos + rotate_half(x) * sin` on the last axis, `rotate_half(x) = cat(-x2, x1)`. */
+function rope(g: GraphBuilder, x: Value, s: Shared, headDim: number): Value {
+  const [x1, x2] = g.opMulti("Split", [x, g.ints([headDim / 2, headDim / 2])], { axis: -1 }, { outputs: 2 });
+  const rotated = g.op("Concat", [g.op("Neg", [x2]), x1], { axis: -1 });
+  return g.op("Add", [g.op("Mul", [x, s.cos]), g.op("Mul", [rotated, s.sin])]);
+}
+
+/** Grouped-query self-attention of one layer on `hND` (already normed); returns `[N, H·hd]` before o_proj. */
+function attention(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWeights, s: Shared): Value {
+  // Query head h = kv·G + g uses KV head kv (HF repeat_kv), so q splits as [B, S, KV, G, hd].
+  const q = rope(g, g.op("Reshape", [linear(g, hND, w.qW, w.qB), s.shapeQ]), s, c.headDim);
+  const k = rope(g, g.op("Reshape", [linear(g, hND, w.kW, w.kB), s.shapeKV]), s, c.headDim);
+  const v = g.op("Reshape", [linear(g, hND, w.vW, w.vB), s.shapeKV]);
+  const qBKGSd = g.op("Transpose", [q], { perm: [0, 2, 3, 1, 4] });
+  const kBK1dS = g.op("Transpose", [k], { perm: [0, 2, 3, 4, 1] });
+  const vBK1Sd = g.op("Transpose", [v], { perm: [0, 2, 3, 1, 4] });
+  const scores = g.op("Div", [g.op("MatMul", [qBKGSd, kBK1dS]), g.scalar(Math.sqrt(c.headDim))]);
+  const probs = g.op("Softmax", [g.op("Add", [scores, s.maskAdd])], { axis: -1 });
+  const oBKGSd = g.op("MatMul", [probs, vBK1Sd]);
+  return g.op("Reshape", [g.op("Transpose", [oBKGSd], { perm: [0, 3, 1, 2, 4] }), s.shapeND]);
+}
+
+function decoderLayer(g: GraphBuilder, c: Qwen2Config, xND: Value, w: Qwen2LayerWeights, s: Shared): Value {
+  const attnND = attention(g, c, rmsNorm(g, xND, c.rmsNormEps, w.inputNorm), w, s);
+  xND = g.op("Add", [xND, linear(g, attnND, w.oW)]);
+  const hND = rmsNorm(g, xND, c.rmsNormEps, w.postNorm);
+  const actNI = g.op("Mul", [silu(g, linear(g, hND, w.gateW)), linear(g, hND, w.upW)]);
+  return g.op("Add", [xND, linear(g, actNI, w.downW)]);
+}
+
+/**
+ * Builds one part. Inputs: `input_ids` (with `embed`) or `hidden_in`;
+ * `attention_mask` (when it has layers); `from` (with `finalNorm`). Output:
+ * `last_hidden_state` (with `finalNorm`) or `hidden_out`. Batch and sequence
+ * length are symbolic.
+ */
+export function buildQwen2Part(c: Qwen2Config, part: Qwen2PartWeights): BuiltModel {
+  const last = part.firstLayer + part.layers.length - 1;
+  const g = new GraphBuilder(`qwen2-part-${part.embed ? "embed-" : ""}layers-${part.firstLayer}-${last}`);
+  const D = c.hiddenSize;
+  let xBSD: Value;
+  if (part.embed) {
+    const idsBS = g.input(PART_IO.ids, "int64", ["B", "S"]);
+    xBSD = g.op("Gather", [g.weight(part.embed), idsBS], { axis: 0 });
+    if (part.embed.dtype !== "float32") xBSD = g.op("Cast", [xBSD], { to: FLOAT });
+  } else {
+    xBSD = g.input(PART_IO.hiddenIn, "float32", ["B", "S", D]);
+  }
+  const shapeBSD = g.op("Shape", [xBSD]);
+  let xND = g.op("Reshape", [xBSD, g.ints([-1, D])]);
+  if (part.layers.length > 0) {
+    const maskBS = g.input(PART_IO.mask, "bool", ["B", "S"]);
+    const shared = sharedValues(g, c, maskBS);
+    for (const w of part.layers) xND = decoderLayer(g, c, xND, w, shared);
+  }
+  if (part.finalNorm) {
+    const yBSD = g.op("Reshape", [rmsNorm(g, xND, c.rmsNormEps, part.finalNorm), shapeBSD]);
+    const from = g.input(PART_IO.from, "int64", [1]);
+    const kept = g.op("Slice", [yBSD, from, g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]);
+    g.output(kept, PART_IO.last, "float32", ["B", "L", D]);
+  } else {
+    g.output(g.op("Reshape", [xND, shapeBSD]), PART_IO.hiddenOut, "float32", ["B", "S", D]);
+  }
+  return g.build();
+}

@@ -1,0 +1,75 @@
+import type { Device, Tensor } from "@hart/core";
+
+/**
+ * Prompts encoded the way HART's `encode_prompts` returns them: everything is
+ * batched `[B, L]` with `L = maxTokenLength`, and only the prompt positions are
+ * kept (a system prompt, if used, is not part of the result).
+ */
+export interface EncodedPrompts {
+  /** The text model's last hidden state (after its final norm) at the prompt positions, `[B, L, D]`. */
+  contextBLD: Tensor<"float32">;
+  /** `tokens != pad`, `[B, L]`. */
+  mask: Tensor<"bool">;
+  /** `cumsum(mask) - 1` along each row, `[B, L]` (HART's context position ids). */
+  positionIds: Tensor<"int64">;
+  /** The prompt token ids, truncated and padded to `L` with the pad id, `[B, L]`. */
+  tokens: Tensor<"int64">;
+}
+
+/** Per-call options of {@link TextEncoder.encode}. */
+export interface EncodeOptions {
+  /**
+   * Prepend the system prompt (HART's "Enhanced prompt" instruction by default) to every prompt
+   * while running the model; its positions are dropped from the result (default `true`, as the
+   * release's `sample.py`).
+   */
+  useSystemPrompt?: boolean;
+  /** Tokens per prompt after truncation and padding (default 300, the release's `max_token_length`). */
+  maxTokenLength?: number;
+}
+
+/** Turns prompts into the conditioning HART's transformer consumes. */
+export interface TextEncoder {
+  /** Width D of {@link EncodedPrompts.contextBLD}. */
+  readonly hiddenSize: number;
+  /** Tokenizes, pads and encodes a batch of prompts (at least one). */
+  encode(prompts: readonly string[], options?: EncodeOptions): Promise<EncodedPrompts>;
+  /** Frees the native sessions; the encoder cannot be used afterwards. */
+  release(): Promise<void>;
+}
+
+/** A progress report of loading (`stage: "load"`: one per compiled part of the model). */
+export interface TextEncoderProgress {
+  /** What is happening. */
+  stage: "load";
+  /** Parts done so far. */
+  done: number;
+  /** Parts in all. */
+  total: number;
+}
+
+/** Options of {@link Qwen2TextEncoder.fromPretrained} and {@link Qwen2TextEncoder.fromWeights}. */
+export interface TextEncoderLoadOptions {
+  /** Where the graphs run (default `"cpu"`). */
+  device?: Device;
+  /**
+   * How the large matrices (projections and the embedding table) are stored (default `"float32"`).
+   * `"float16"`/`"bfloat16"` halve their memory: they are cast to float32 inside the graph right
+   * before use, so activations and outputs stay float32 (results then differ from the float32
+   * reference by the weights' rounding).
+   */
+  dtype?: "float32" | "float16" | "bfloat16";
+  /** Threads per onnxruntime op (default: onnxruntime's choice). */
+  intraOpThreads?: number;
+  /**
+   * Upper bound (bytes) of the weights compiled into one onnxruntime session (default 512 MiB).
+   * onnxruntime copies the weights it is given, so the model is compiled part by part and each
+   * part's weights are dropped from JavaScript right after: peak memory is about the weights plus
+   * two parts. Smaller parts: lower peak, more sessions.
+   */
+  partBytes?: number;
+  /** Called after each compiled part. */
+  onProgress?: (event: TextEncoderProgress) => void;
+  /** The system prompt text (default {@link HART_SYSTEM_PROMPT}). */
+  systemPrompt?: string;
+}
