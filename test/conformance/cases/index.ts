@@ -2,6 +2,7 @@ import type { CaseRunner } from "../harness";
 import { arGenerate } from "./ar_generate";
 import { arGenerateSmooth } from "./ar_generate_smooth";
 import { diffusionSample } from "./diffusion_sample";
+import { textEncode } from "./text_encode";
 import { tokenizerDecode } from "./tokenizer_decode";
 import { tokenizerEncode } from "./tokenizer_encode";
 
@@ -15,3 +16,4 @@ runners["tokenizer_encode"] = tokenizerEncode;
 runners["tokenizer_decode"] = tokenizerDecode;
 runners["ar_generate"] = arGenerate;
 runners["ar_generate_smooth"] = arGenerateSmooth;
+runners["text_encode"] = textEncode;
