@@ -1,23 +1,75 @@
 import * as ort from "onnxruntime-node";
 import { HartError } from "./errors";
-import type { BuiltModel } from "./graph/builder";
+import type { BuiltModel, ValueSpec } from "./graph/builder";
 import { type DType, type Tensor, tensor } from "./tensor";
 
 /** Where graphs run. `cpu` always works; the others need a usable provider (see `@hart/kernels-cuda`). */
 export type Device = "cpu" | "cuda" | "webgpu";
 
-/** Options for {@link createSession}. */
+/**
+ * A device request: a {@link Device}, or `"auto"` for the first usable GPU device
+ * (`cuda`, then `webgpu`, as the registered {@link DeviceProbe} says) and `cpu` otherwise.
+ */
+export type DeviceChoice = Device | "auto";
+
+/**
+ * Options for {@link createSession} and {@link SessionCache}.
+ *
+ * Memory findings behind the defaults (onnxruntime-node 1.30, CPU; measured by
+ * `npm run bench -w @hart/core`, see packages/core/README.md):
+ * - Weights passed as in-memory external data (what {@link GraphBuilder.weight} does) are **not
+ *   copied** by onnxruntime: the session reads the caller's buffers.
+ * - But by default onnxruntime *pre-packs* every constant MatMul/Gemm weight into its own layout,
+ *   one private copy per session — a graph with 2.4 GB of MatMul weights then holds ≈ 2× that.
+ *   {@link disablePrepacking} avoids the copy (weights stay shared between sessions) at some cost
+ *   in speed for small batches.
+ */
 export interface SessionOptions {
-  /** Execution provider (default `"cpu"`). */
-  device?: Device;
-  /** Threads inside one op (default: onnxruntime's choice, all cores). */
+  /** Execution provider (default `"cpu"`; `"auto"`: a GPU when the device probe says it is usable). */
+  device?: DeviceChoice;
+  /** Threads inside one op (default: the `HART_NUM_THREADS` environment variable, else onnxruntime's choice: all cores). */
   intraOpThreads?: number;
+  /** Threads running independent nodes in parallel (default: onnxruntime's choice). */
+  interOpThreads?: number;
   /** onnxruntime graph optimization level (default `"all"`). */
   graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
-  /** Memory pattern / arena settings; turn off for graphs run once at many shapes. */
+  /** CPU memory arena (default true); turn off for graphs run once at many shapes. */
   enableCpuMemArena?: boolean;
-  /** A label used in error messages. */
+  /** Memory pattern planning (default true). */
+  enableMemPattern?: boolean;
+  /**
+   * Sets onnxruntime's `session.disable_prepacking`: constant MatMul/Gemm weights are used in place
+   * instead of being re-laid-out into a private per-session copy. Saves memory equal to the MatMul
+   * weights of the graph, per session (default false: prepack, which is faster).
+   */
+  disablePrepacking?: boolean;
+  /**
+   * Sets onnxruntime's `session.use_env_allocators` (use allocators registered on the shared
+   * environment). onnxruntime-node registers none, so this measured as having no effect on peak
+   * memory; it is here for completeness and future versions.
+   */
+  useEnvAllocators?: boolean;
+  /**
+   * Raw onnxruntime session config entries, keys as in `onnxruntime_session_options_config_keys.h`
+   * (e.g. `{ "session.intra_op.allow_spinning": "0" }`). They override the entries set by the
+   * options above.
+   */
+  config?: Readonly<Record<string, string>>;
+  /** A label used in error messages (default: the graph's name). */
   label?: string;
+}
+
+/** {@link SessionOptions} after defaults, environment variables and the device probe have been applied. */
+export interface ResolvedSessionOptions {
+  readonly device: Device;
+  readonly intraOpThreads?: number;
+  readonly interOpThreads?: number;
+  readonly graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";
+  readonly enableCpuMemArena: boolean;
+  readonly enableMemPattern: boolean;
+  /** Session config entries passed to onnxruntime (flat keys). */
+  readonly config: Readonly<Record<string, string>>;
+  readonly label?: string;
 }
 
 /**
@@ -34,29 +86,97 @@ export function setDeviceProbe(probe: DeviceProbe | undefined): void {
   deviceProbe = probe;
 }
 
+function verdictFor(device: Device): { usable: boolean; reason?: string } {
+  if (device === "cpu") return { usable: true };
+  return (
+    deviceProbe?.(device) ?? {
+      usable: false,
+      reason: `no GPU provider is registered; install and import @hart/kernels-cuda (and the CUDA provider libraries: npm install --onnxruntime-node-install=cuda12) to use device "${device}"`,
+    }
+  );
+}
+
 /** Throws a {@link HartError} naming the fix when `device` cannot be used here. */
 export function assertDeviceUsable(device: Device): void {
-  if (device === "cpu") return;
-  const verdict = deviceProbe?.(device) ?? {
-    usable: false,
-    reason: `no GPU provider is registered; install and import @hart/kernels-cuda (and the CUDA provider libraries: npm install --onnxruntime-node-install=cuda12) to use device "${device}"`,
+  if (device !== "cpu" && device !== "cuda" && device !== "webgpu") {
+    throw new HartError("device", `device ${JSON.stringify(device)} is unknown; expected "cpu", "cuda" or "webgpu"`);
+  }
+  const verdict = verdictFor(device);
+  if (!verdict.usable)
+    throw new HartError("device", `device "${device}" is not usable: ${verdict.reason ?? "unknown reason"}`);
+}
+
+/**
+ * The device a request resolves to: `cpu` by default; `"auto"` picks `cuda`, then `webgpu`,
+ * when the registered probe says it is usable; an explicit GPU device must be usable
+ * ({@link assertDeviceUsable} throws otherwise).
+ */
+export function resolveDevice(choice: DeviceChoice = "cpu"): Device {
+  if (choice === "auto") {
+    for (const d of ["cuda", "webgpu"] as const) if (verdictFor(d).usable) return d;
+    return "cpu";
+  }
+  assertDeviceUsable(choice);
+  return choice;
+}
+
+/** Reads an environment variable; `undefined` where the runtime denies access (Deno without --allow-env). */
+function env(name: string): string | undefined {
+  try {
+    return typeof process === "undefined" ? undefined : process.env[name];
+  } catch {
+    return undefined;
+  }
+}
+
+function threadCount(value: number | string | undefined, what: string): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = typeof value === "number" ? value : Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new HartError("threads", `${what} must be a positive integer, got ${value}`);
+  return n;
+}
+
+/**
+ * The one place session settings are decided: applies defaults, the `HART_NUM_THREADS`
+ * environment variable (intra-op threads when the option is not given) and the device probe.
+ */
+export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSessionOptions {
+  const config: Record<string, string> = {};
+  if (options.disablePrepacking) config["session.disable_prepacking"] = "1";
+  if (options.useEnvAllocators) config["session.use_env_allocators"] = "1";
+  Object.assign(config, options.config);
+  return {
+    device: resolveDevice(options.device ?? "cpu"),
+    intraOpThreads:
+      threadCount(options.intraOpThreads, "intraOpThreads") ??
+      threadCount(env("HART_NUM_THREADS"), "the HART_NUM_THREADS environment variable"),
+    interOpThreads: threadCount(options.interOpThreads, "interOpThreads"),
+    graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
+    enableCpuMemArena: options.enableCpuMemArena ?? true,
+    enableMemPattern: options.enableMemPattern ?? true,
+    config,
+    label: options.label,
   };
-  if (!verdict.usable) throw new HartError("device", `device "${device}" is not usable: ${verdict.reason ?? "unknown reason"}`);
 }
 
 /** A compiled graph: run it with hart tensors in, hart tensors out. */
 export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  /** Runs the graph. Returns the requested outputs (all by default). */
+  /**
+   * Runs the graph. Returns the requested outputs (all by default). Feeds are checked against the
+   * graph's declared inputs first (missing/unknown names, dtype, rank, fixed dimensions): a bad feed
+   * is a {@link HartError} (code `"feed"`) naming the graph and the input.
+   */
   run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
-  /** Frees the native session. */
+  /** Frees the native session (idempotent). */
   release(): Promise<void>;
 }
 
 /** hart tensor → onnxruntime tensor (no copy). */
 export function toOrt(t: Tensor): ort.Tensor {
-  if (t.dtype === "bfloat16") throw new HartError("dtype", "toOrt: onnxruntime-node cannot take bfloat16 inputs; cast first");
+  if (t.dtype === "bfloat16")
+    throw new HartError("dtype", "toOrt: onnxruntime-node cannot take bfloat16 inputs; cast first");
   return new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as ort.Tensor.DataType, [...t.shape]);
 }
 
@@ -72,45 +192,114 @@ export function fromOrt(t: ort.Tensor): Tensor {
   return tensor(dtype, t.dims as number[], data);
 }
 
-/** Compiles a built model into a session on the chosen device. */
-export async function createSession(model: BuiltModel, options: SessionOptions = {}): Promise<Session> {
-  const device = options.device ?? "cpu";
-  assertDeviceUsable(device);
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: [device],
-    graphOptimizationLevel: options.graphOptimizationLevel ?? "all",
-    externalData: model.externalData.map((e) => ({ path: e.path, data: e.data })),
-    enableCpuMemArena: options.enableCpuMemArena ?? true,
+const fmtShape = (shape: readonly (number | string)[]) => `[${shape.join(", ")}]`;
+
+/** Checks feeds against the graph's declared inputs; throws a HartError naming the graph and input. */
+function checkFeeds(specs: readonly ValueSpec[], feeds: Record<string, Tensor>, label: string): void {
+  const fail = (msg: string): never => {
+    throw new HartError("feed", `graph "${label}": ${msg}`);
   };
-  if (options.intraOpThreads !== undefined) sessionOptions.intraOpNumThreads = options.intraOpThreads;
+  if (typeof feeds !== "object" || feeds === null) fail("feeds must be an object of input name → tensor");
+  const expected = specs.map((s) => s.name);
+  for (const name of Object.keys(feeds)) {
+    if (!expected.includes(name)) fail(`unknown input "${name}"; the graph's inputs are ${expected.join(", ")}`);
+  }
+  for (const spec of specs) {
+    const t = feeds[spec.name];
+    const want = `${spec.dtype} ${spec.shape ? fmtShape(spec.shape) : "[?]"}`;
+    if (t === undefined) fail(`input "${spec.name}" (${want}) is missing`);
+    if (typeof t !== "object" || t === null || !("dtype" in t) || !("shape" in t)) {
+      fail(`input "${spec.name}" must be a hart Tensor (${want})`);
+    }
+    const got = `${t.dtype} ${fmtShape(t.shape)}`;
+    const shapeOk =
+      !spec.shape ||
+      (spec.shape.length === t.shape.length && spec.shape.every((d, i) => typeof d === "string" || d === t.shape[i]));
+    if (t.dtype !== spec.dtype || !shapeOk) fail(`input "${spec.name}" expects ${want}, got ${got}`);
+  }
+}
+
+/** Nests flat config keys (`a.b.c`) the way onnxruntime-node's `extra` option expects them. */
+function nestConfig(config: Readonly<Record<string, string>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(config)) {
+    const parts = key.split(".");
+    let node = out;
+    for (const p of parts.slice(0, -1)) {
+      if (typeof node[p] !== "object") node[p] = {};
+      node = node[p] as Record<string, unknown>;
+    }
+    node[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
+
+/**
+ * Compiles a built model into a session (settings from {@link resolveSessionOptions}).
+ * Weights reach onnxruntime as in-memory external data, without copies; see
+ * {@link SessionOptions.disablePrepacking} for the copy onnxruntime itself makes.
+ */
+export async function createSession(model: BuiltModel, options: SessionOptions = {}): Promise<Session> {
+  const resolved = resolveSessionOptions(options);
+  const label = resolved.label ?? model.name ?? "graph";
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [resolved.device],
+    graphOptimizationLevel: resolved.graphOptimizationLevel,
+    externalData: model.externalData.map((e) => ({ path: e.path, data: e.data })),
+    enableCpuMemArena: resolved.enableCpuMemArena,
+    enableMemPattern: resolved.enableMemPattern,
+  };
+  if (resolved.intraOpThreads !== undefined) sessionOptions.intraOpNumThreads = resolved.intraOpThreads;
+  if (resolved.interOpThreads !== undefined) sessionOptions.interOpNumThreads = resolved.interOpThreads;
+  const config = model.externalFolder
+    ? { "session.model_external_initializers_file_folder_path": model.externalFolder, ...resolved.config }
+    : resolved.config;
+  if (Object.keys(config).length > 0) sessionOptions.extra = nestConfig(config);
   let inner: ort.InferenceSession;
   try {
     inner = await ort.InferenceSession.create(model.bytes, sessionOptions);
   } catch (err) {
     throw new HartError(
       "session",
-      `could not create the onnxruntime session${options.label ? ` for ${options.label}` : ""}: ${(err as Error).message}`,
-      { cause: err },
+      `graph "${label}": could not create the onnxruntime session: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
     );
   }
+  let released = false;
   return {
     inputNames: inner.inputNames,
     outputNames: inner.outputNames,
     async run(feeds, outputs) {
+      if (released) throw new HartError("session", `graph "${label}": run() after release()`);
+      // Models assembled by hand (not by GraphBuilder) may lack input specs; onnxruntime checks those.
+      if (model.inputs) checkFeeds(model.inputs, feeds, label);
+      if (outputs) {
+        const unknown = outputs.find((o) => !inner.outputNames.includes(o));
+        if (unknown !== undefined) {
+          throw new HartError(
+            "feed",
+            `graph "${label}": unknown output "${unknown}"; the graph's outputs are ${inner.outputNames.join(", ")}`,
+          );
+        }
+      }
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
       let result: ort.InferenceSession.ReturnType;
       try {
         result = outputs ? await inner.run(ortFeeds, [...outputs]) : await inner.run(ortFeeds);
       } catch (err) {
-        throw new HartError("session", `${options.label ?? "graph"}: run failed: ${(err as Error).message}`, {
-          cause: err,
-        });
+        throw new HartError("session", `graph "${label}": run failed: ${(err as Error).message}`, { cause: err });
       }
       const out: Record<string, Tensor> = {};
       for (const [k, v] of Object.entries(result)) out[k] = fromOrt(v);
       return out;
     },
-    release: () => inner.release(),
+    async release() {
+      if (released) return;
+      released = true;
+      await inner.release();
+    },
   };
 }
