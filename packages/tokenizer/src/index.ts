@@ -1,6 +1,7 @@
 export { parseTokenizerConfig, readTokenizerConfig, type TokenizerConfig } from "./config";
 export { linspace, nearestTick, phiTicks } from "./phi";
 export { HartQuantizer, type QuantizedLatent, type QuantizerOptions } from "./quantizer";
+export { type RandomWeightsOptions, randomTokenizerStateDict } from "./random-weights";
 export { areaMatrix, bicubicMatrix, type ResizeFactors, resizeFactors } from "./resample";
 export { type EncodedImagesWithDebug, HartTokenizer, type TokenizerOptions } from "./tokenizer";
 export type { EncodedImages, ImageTokenizer, ScaleQuantizer, TokenizerLoadOptions } from "./types";

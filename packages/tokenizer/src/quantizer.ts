@@ -27,7 +27,7 @@ export interface QuantizerOptions {
   device?: Device;
   /** Threads per onnxruntime op. */
   intraOpThreads?: number;
-  /** Overrides the config's scale schedule (`v_patch_nums`); must end at the same latent side. */
+  /** Overrides the config's scale schedule (`v_patch_nums`); its last entry sets the latent side (and so the image size). */
   patchNums?: readonly number[];
 }
 
@@ -66,13 +66,6 @@ export class HartQuantizer implements ScaleQuantizer {
     private readonly options: QuantizerOptions,
   ) {
     this.patchNums = options.patchNums ? checkPatchNums(options.patchNums, "patchNums option") : [...config.patchNums];
-    const configSide = config.patchNums[config.patchNums.length - 1];
-    if (this.latentSide !== configSide) {
-      throw new HartError(
-        "config",
-        `patchNums option [${this.patchNums}] must end at the latent side ${configSide} of the config's schedule [${config.patchNums}]`,
-      );
-    }
     this.vocabSize = config.vocabSize;
     this.latentChannels = config.zChannels;
     this.codebook = weights.get("quantize.embedding.weight", [config.vocabSize, config.zChannels]);

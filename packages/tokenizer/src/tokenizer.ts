@@ -47,6 +47,8 @@ export class HartTokenizer implements ImageTokenizer {
   /** The model's configuration (from `config.json`). */
   readonly config: TokenizerConfig;
   private readonly weights: Weights;
+  /** False for a decode-only checkpoint (no `encoder.*` weights at all). */
+  readonly canEncode: boolean;
   private readonly graphOptions: AutoencoderGraphOptions;
   private encoderSession?: Promise<Session>;
   private decoderSession?: Promise<Session>;
@@ -64,6 +66,7 @@ export class HartTokenizer implements ImageTokenizer {
     }
     this.config = config;
     this.weights = weightsOf(stateDict, options.source ?? "the tokenizer state dict", options.keyPrefix ?? "vae.");
+    this.canEncode = [...stateDict.keys()].some((k) => k.startsWith("encoder."));
     this.graphOptions = { attention: options.attention };
     this.quantizer = HartQuantizer.fromWeights(config, this.weights, {
       device: options.device,
@@ -92,7 +95,10 @@ export class HartTokenizer implements ImageTokenizer {
     return tokenizer;
   }
 
-  /** Builds a tokenizer from a parsed config and a prefix-free state dict (keys like `decoder.conv_in.weight`). */
+  /**
+   * Builds a tokenizer from a parsed config and a prefix-free state dict (keys like
+   * `decoder.conv_in.weight`). Without any `encoder.*` key the tokenizer is decode-only.
+   */
   static fromStateDict(config: TokenizerConfig, stateDict: StateDict, options: TokenizerOptions = {}): HartTokenizer {
     const tokenizer = new HartTokenizer(config, stateDict, options);
     tokenizer.checkWeights();
@@ -113,6 +119,12 @@ export class HartTokenizer implements ImageTokenizer {
     const S = this.imageSize;
     checkFloatTensor(imagesB3HW, "encode(images)", [null, 3, S, S], `[B, 3, ${S}, ${S}] (RGB in [-1, 1])`);
     checkFinite(imagesB3HW, "encode(images)");
+    if (!this.canEncode) {
+      throw new HartError(
+        "missing-weight",
+        `encode: ${this.options.source ?? "the state dict"} has no encoder weights ("${this.options.keyPrefix ?? "vae."}encoder.*"); this tokenizer can only decode`,
+      );
+    }
     const session = await this.graph("encoder");
     const out = await session.run({ image: imagesB3HW });
     const fBCHW = out.f as Tensor<"float32">;
@@ -154,9 +166,9 @@ export class HartTokenizer implements ImageTokenizer {
     await this.quantizer.release();
   }
 
-  /** Builds (without compiling) both graphs, which fetches and shape-checks every autoencoder weight. */
+  /** Builds (without compiling) the graphs, which fetches and shape-checks every autoencoder weight. */
   private checkWeights(): void {
-    buildEncoderGraph(this.config, this.weights, this.graphOptions);
+    if (this.canEncode) buildEncoderGraph(this.config, this.weights, this.graphOptions);
     buildDecoderGraph(this.config, this.weights, this.graphOptions);
   }
 
@@ -180,6 +192,9 @@ export class HartTokenizer implements ImageTokenizer {
       device: this.options.device,
       intraOpThreads: this.options.intraOpThreads,
       label: `tokenizer ${part}`,
+      // Activations change size with every layer (up to B·C·H·W floats at full resolution);
+      // the arena would keep its power-of-two growth and fragmentation as peak memory.
+      enableCpuMemArena: false,
     });
   }
 }

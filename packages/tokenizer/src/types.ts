@@ -69,7 +69,7 @@ export interface TokenizerLoadOptions {
   dtype?: "float32" | "float16";
   /** Progress callback (loading and per-graph stages). */
   onProgress?: (event: { stage: string; [key: string]: unknown }) => void;
-  /** Overrides the scale schedule `v_patch_nums` from config.json (research); its last entry must be the latent side. */
+  /** Overrides the scale schedule `v_patch_nums` from config.json (research); its last entry is the latent side, which sets the image size. */
   patchNums?: readonly number[];
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;

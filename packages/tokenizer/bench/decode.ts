@@ -1,0 +1,115 @@
+/**
+ * Tokenizer decode bench: decodes a 64×64×32 latent to a 1024×1024 image and a
+ * 32×32 latent to 512×512 with the full-size tokenizer config (ch 160,
+ * ch_mult 1,1,2,2,4, z 32, vocab 4096; random weights of the right shapes) on
+ * CPU. Each size runs in its own child process so its peak RSS is its own.
+ * Prints wall time, peak RSS and the achieved GFLOP/s (nominal decoder FLOPs,
+ * see flops.ts) next to onnxruntime's plain MatMul rate measured here.
+ * Targets: ≥ 50 % of the MatMul rate; peak RSS ≤ 4 GB for the 1024 px decode.
+ *
+ *   npm run bench -w @hart/tokenizer
+ *   npx tsx bench/decode.ts --sides 32 --runs 1        # quick check
+ *
+ * Options: --sides 64,32 (latent sides), --runs 2 (the last one is timed),
+ * --threads N, --attention mha|plain, --matmul 2048.
+ */
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createSession, GraphBuilder, type Tensor, tensor } from "@hart/core";
+import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "../src/index";
+import { decoderFlops } from "./flops";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
+const runs = Math.max(1, Number(arg("runs", "2")));
+const attention = arg("attention", "mha") as "mha" | "plain";
+
+/** The released tokenizer's shape (HART-0.7b-1024px `tokenizer/config.json`), latent side `side`. */
+function fullSizeConfig(side: number) {
+  const schedule = [1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64].filter((p) => p < side);
+  return parseTokenizerConfig({
+    model_type: "hart_autoencoder_with_disc",
+    quantizer_type: "var_hybrid",
+    vocab_size: 4096,
+    z_channels: 32,
+    ch: 160,
+    ch_mult: [1, 1, 2, 2, 4],
+    v_patch_nums: [...schedule, side],
+    quant_resi: 0.5,
+    share_quant_resi: 4,
+  });
+}
+
+function randomLatent(shape: number[]): Tensor<"float32"> {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  let s = 12345;
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 2;
+  }
+  return tensor("float32", shape, data);
+}
+
+/** Child: one decode size; prints one JSON line. */
+async function child(side: number): Promise<void> {
+  const config = fullSizeConfig(side);
+  const sd = randomTokenizerStateDict(config, { parts: ["decoder"] });
+  const tok = HartTokenizer.fromStateDict(config, sd, { intraOpThreads: threads, attention });
+  const latent = randomLatent([1, config.zChannels, side, side]);
+  const times: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    const image = await tok.decode(latent);
+    times.push((performance.now() - t0) / 1000);
+    if (image.shape[2] !== side * 16) throw new Error(`unexpected output shape ${image.shape}`);
+  }
+  const flops = decoderFlops(config, side);
+  const peakRssGB = (process.resourceUsage().maxRSS * 1024) / 1e9;
+  console.log(JSON.stringify({ side, times, flops, peakRssGB }));
+  await tok.release();
+}
+
+/** onnxruntime's plain float32 MatMul rate on an n×n×n product (best of 3 after a warm-up). */
+async function matmulRate(n: number): Promise<number> {
+  const g = new GraphBuilder("matmul_rate");
+  g.output(g.op("MatMul", [g.input("a", "float32", [n, n]), g.input("b", "float32", [n, n])]), "c");
+  const session = await createSession(g.build(), { intraOpThreads: threads });
+  const a = randomLatent([n, n]);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 4; r++) {
+    const t0 = performance.now();
+    await session.run({ a, b: a });
+    if (r > 0) best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  await session.release();
+  return (2 * n ** 3) / best / 1e9;
+}
+
+async function parent(): Promise<void> {
+  const sides = arg("sides", "64,32").split(",").map(Number);
+  const mm = await matmulRate(Number(arg("matmul", "2048")));
+  console.log(`onnxruntime MatMul rate: ${mm.toFixed(1)} GFLOP/s (threads: ${threads ?? "default"})`);
+  const self = fileURLToPath(import.meta.url);
+  for (const side of sides) {
+    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(side)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 20,
+    });
+    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const t = r.times[r.times.length - 1];
+    const rate = r.flops / t / 1e9;
+    console.log(
+      `decode ${side}×${side}×32 → ${side * 16}×${side * 16}: ${t.toFixed(2)} s (runs: ${r.times.map((x: number) => x.toFixed(2)).join(", ")} s), ` +
+        `${(r.flops / 1e9).toFixed(0)} GFLOP, ${rate.toFixed(1)} GFLOP/s = ${((100 * rate) / mm).toFixed(0)}% of MatMul, ` +
+        `peak RSS ${r.peakRssGB.toFixed(2)} GB`,
+    );
+  }
+}
+
+if (args.includes("--child")) await child(Number(arg("child", "64")));
+else await parent();
