@@ -177,7 +177,7 @@ describe("weights as external data", () => {
     const session = await createSession(built, { intraOpThreads: 1, disablePrepacking: true });
     const { y } = await session.run({ x, x2 });
     await session.release();
-    let ref = f64(x);
+    let ref: Float64Array = f64(x);
     for (const w of weights) ref = matmul(ref, f64(w), 4, n, n);
     const ref2 = matmul(f64(x2), f64(weights[0]), 4, n, n);
     expect(
@@ -358,7 +358,7 @@ describe("SessionCache", () => {
     expect(a).toBe(b);
     expect(await cache.get("relu:2", build)).toBe(a);
     expect(builds).toBe(1);
-    expect(Array.from((await a.run({ x })).y.data)).toEqual([0, 2]);
+    expect(Array.from((await a.run({ x })).y.data as Float32Array)).toEqual([0, 2]);
     await cache.get("other", () => relu("other"));
     expect(cache.keys().sort()).toEqual(["other", "relu:2"]);
     expect(await cache.release("relu:2")).toBe(1);
