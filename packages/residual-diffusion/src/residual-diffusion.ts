@@ -6,10 +6,13 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
+  createRng,
   type Device,
+  emitProgress,
   HartError,
   loadStateDict,
   type ModelConfig,
+  type OnProgress,
   readConfig,
   type StateDict,
   type Tensor,
@@ -53,8 +56,14 @@ export interface ResidualDiffusionOptions {
   scheduler?: SchedulerName | ResidualScheduler;
   /** Overrides the config's `num_sampling_steps` for the built-in schedulers (`"8"`, `"4,4"`, `"ddim16"`). */
   numSamplingSteps?: string;
-  /** Seed of the default noise source (default 0). */
+  /**
+   * Seed of the default noise source (default 0): a `createRng(seed)` stream
+   * owned by this instance, advancing from call to call. Pass `noise` to
+   * {@link ResidualDiffusion.sample} to control draws per call.
+   */
   seed?: number;
+  /** Reports loading (`stage: "load"`). */
+  onProgress?: OnProgress;
   /** onnxruntime intra-op threads (default: `HART_NUM_THREADS`, else all cores). */
   intraOpThreads?: number;
 }
@@ -83,8 +92,10 @@ export interface SampleStep {
 export interface ResidualDiffusionSampleOptions extends ResidualSampleOptions {
   /** A scheduler for this call only. */
   scheduler?: ResidualScheduler;
-  /** Called after every step (tracing, progress). */
+  /** Called after every step with its tensors (tracing, debugging). */
   onStep?: (step: SampleStep) => void;
+  /** Reports each finished step (`stage: "diffusion"`, `step`/`total`). */
+  onProgress?: OnProgress;
 }
 
 /**
@@ -103,7 +114,7 @@ export class ResidualDiffusion implements ResidualSampler {
   scheduler: ResidualScheduler;
   /** Output scaling (`vae_scale`). */
   readonly vaeScale = VAE_SCALE;
-  private readonly seed: number;
+  private readonly rng: NoiseSource;
 
   private constructor(
     /** The denoising network. */
@@ -116,7 +127,7 @@ export class ResidualDiffusion implements ResidualSampler {
       options.scheduler ?? config.sampler,
       options.numSamplingSteps ?? config.numSamplingSteps,
     );
-    this.seed = options.seed ?? 0;
+    this.rng = createRng(options.seed ?? 0);
   }
 
   /** Latent channels Cvae (from the checkpoint). */
@@ -136,6 +147,7 @@ export class ResidualDiffusion implements ResidualSampler {
    * (the default, as in the official sampler). Only the head's tensors are read.
    */
   static async fromPretrained(llmDir: string, options: ResidualDiffusionOptions = {}): Promise<ResidualDiffusion> {
+    emitProgress(options.onProgress, { stage: "load", message: "residual diffusion head", file: llmDir });
     const config = readConfig(llmDir);
     const sd = loadStateDict(llmDir, { prefix: DIFFUSION_PREFIX });
     let source = llmDir;
@@ -186,7 +198,7 @@ export class ResidualDiffusion implements ResidualSampler {
    * `ε = (1+cfg)·ε_cond − cfg·ε_uncond` (variance values stay per row).
    */
   async sample(condND: Tensor<"float32">, options: ResidualDiffusionSampleOptions): Promise<Tensor<"float32">> {
-    const { cfg, signal, onStep } = options;
+    const { cfg, signal, onStep, onProgress } = options;
     const temperature = options.temperature ?? 1;
     const scheduler = options.scheduler ?? this.scheduler;
     const c = this.channels;
@@ -213,7 +225,7 @@ export class ResidualDiffusion implements ResidualSampler {
         `ResidualDiffusion.sample: condND has ${n} rows; ${guided ? "with cfg ≠ 1 it needs an even, non-zero number (conditional rows, then unconditional)" : "it needs at least one"}`,
       );
     }
-    const noise = options.noise ?? this.defaultNoise();
+    const noise = options.noise ?? this.rng;
     const half = guided ? n / 2 : n;
 
     const init = noise.normal([half, c]);
@@ -225,6 +237,8 @@ export class ResidualDiffusion implements ResidualSampler {
     }
     let x = guided ? duplicateRows(init.data, half, c) : tensor("float32", [n, c], Float32Array.from(init.data));
     const condEmb = await this.net.embedCondition(condND);
+    const total = scheduler.indices.length;
+    const started = performance.now();
     for (const [step, index] of scheduler.indices.entries()) {
       throwIfAborted(signal);
       const timestep = scheduler.modelTimestep(index);
@@ -233,6 +247,12 @@ export class ResidualDiffusion implements ResidualSampler {
       const modelOut = guided ? guideEps(netOut, cfg, c) : netOut;
       const result = scheduler.step({ index, x, modelOut, noise, temperature });
       onStep?.({ step, index, timestep, xIn: x, netX, netOut, modelOut, result });
+      emitProgress(onProgress, {
+        stage: "diffusion",
+        step: step + 1,
+        total,
+        elapsedSeconds: (performance.now() - started) / 1000,
+      });
       x = result.sample;
     }
     const scale = f32(this.vaeScale);
@@ -246,10 +266,6 @@ export class ResidualDiffusion implements ResidualSampler {
   /** Frees the network's onnxruntime sessions. */
   release(): Promise<void> {
     return this.net.release();
-  }
-
-  private defaultNoise(): NoiseSource {
-    throw new HartError("argument", `ResidualDiffusion.sample: pass a noise source (seed ${this.seed})`);
   }
 }
 

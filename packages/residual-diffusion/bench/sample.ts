@@ -1,0 +1,136 @@
+/**
+ * Residual diffusion bench: one full sampling run (the release's 8 iDDPM steps
+ * with CFG) of a SimpleMLPAdaLN with the release's sizes (width 1024, 6 blocks,
+ * condition width 1536, Cvae 32; random weights) for 2 × 4096 tokens (one
+ * 1024 px image with CFG) and 2 × 1024 tokens, on CPU. Prints the network's
+ * GFLOP/s next to onnxruntime's plain MatMul rate measured here on the same
+ * GEMM shape ([N, w] × [w, w]) — the target is ≥ 60 % of it, since the head is
+ * pure GEMM work — and the time spent in the TypeScript scheduler steps.
+ *
+ *   npm run bench -w @hart/residual-diffusion
+ *   npx tsx bench/sample.ts --tokens 512 --width 256 --reps 1   # quick check
+ *
+ * Options: --tokens 4096,1024 (per half of the CFG batch), --width 1024,
+ * --depth 6, --cond 1536, --channels 32, --steps 8, --reps 1, --threads N.
+ */
+import { createSession, GraphBuilder, type StateDict, type Tensor, tensor } from "@hart/core";
+import { ResidualDiffusion, type ResidualScheduler, type SchedulerStepInput, ZeroNoise } from "../src/index";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const tokenList = arg("tokens", "4096,1024").split(",").map(Number);
+const width = Number(arg("width", "1024"));
+const depth = Number(arg("depth", "6"));
+const condWidth = Number(arg("cond", "1536"));
+const channels = Number(arg("channels", "32"));
+const steps = arg("steps", "8");
+const reps = Number(arg("reps", "1"));
+const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
+
+/** Deterministic pseudo-random N(0, 1/fanIn)-ish weights (uniform with that variance). */
+function randomTensor(shape: number[], fanIn: number, seed: number): Tensor<"float32"> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  const amp = Math.sqrt(3 / fanIn);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    data[i] = ((s >>> 0) / 2 ** 32 - 0.5) * 2 * amp;
+  }
+  return tensor("float32", shape, data);
+}
+
+function releaseShapedStateDict(): StateDict {
+  const sd: StateDict = new Map();
+  let seed = 1;
+  const lin = (key: string, out: number, inF: number) => {
+    sd.set(`diffloss.net.${key}.weight`, randomTensor([out, inF], inF, seed++));
+    sd.set(`diffloss.net.${key}.bias`, randomTensor([out], 400, seed++));
+  };
+  lin("input_proj", width, channels);
+  lin("cond_embed", width, condWidth);
+  lin("time_embed.mlp.0", width, 256);
+  lin("time_embed.mlp.2", width, width);
+  for (let i = 0; i < depth; i++) {
+    sd.set(`diffloss.net.res_blocks.${i}.in_ln.weight`, tensor("float32", [width], new Float32Array(width).fill(1)));
+    sd.set(`diffloss.net.res_blocks.${i}.in_ln.bias`, randomTensor([width], 400, seed++));
+    lin(`res_blocks.${i}.adaLN_modulation.1`, 3 * width, width);
+    lin(`res_blocks.${i}.mlp.0`, width, width);
+    lin(`res_blocks.${i}.mlp.2`, width, width);
+  }
+  lin("final_layer.adaLN_modulation.1", 2 * width, width);
+  lin("final_layer.linear", 2 * channels, width);
+  return sd;
+}
+
+/** FLOPs of one network evaluation per token (multiply-adds × 2), and of the condition embedding. */
+const stepFlopsPerToken = 2 * (channels * width + depth * 5 * width * width + 2 * width * width + width * 2 * channels);
+const condFlopsPerToken = 2 * condWidth * width;
+
+async function matmulRate(rows: number): Promise<number> {
+  const g = new GraphBuilder("bench_matmul");
+  const x = g.input("x", "float32", ["N", width]);
+  let y = x;
+  for (let i = 0; i < 4; i++) y = g.op("MatMul", [y, g.weight(randomTensor([width, width], width, 100 + i))]);
+  g.output(y, "y");
+  const session = await createSession(g.build(), { intraOpThreads: threads });
+  const feeds = { x: randomTensor([rows, width], 1, 7) };
+  for (let i = 0; i < 2; i++) await session.run(feeds);
+  const runs = 3;
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) await session.run(feeds);
+  const seconds = (performance.now() - t0) / 1000 / runs;
+  await session.release();
+  return (4 * 2 * rows * width * width) / seconds / 1e9;
+}
+
+/** Wraps a scheduler to time its (TypeScript) steps. */
+function timed(inner: ResidualScheduler, clock: { ms: number }): ResidualScheduler {
+  return {
+    name: inner.name,
+    indices: inner.indices,
+    modelTimestep: (i) => inner.modelTimestep(i),
+    step(input: SchedulerStepInput) {
+      const t0 = performance.now();
+      const out = inner.step(input);
+      clock.ms += performance.now() - t0;
+      return out;
+    },
+  };
+}
+
+const diffusion = ResidualDiffusion.fromStateDict(
+  releaseShapedStateDict(),
+  { width, depth, condWidth, numSamplingSteps: steps, sampler: "iddpm" },
+  { intraOpThreads: threads },
+);
+const numSteps = diffusion.scheduler.indices.length;
+console.log(
+  `residual diffusion bench: width ${width}, depth ${depth}, cond ${condWidth}, Cvae ${channels}, ${numSteps} steps, CFG, threads ${threads ?? "default"}`,
+);
+for (const tokens of tokenList) {
+  const n = 2 * tokens;
+  const cond = randomTensor([n, condWidth], 1, 11);
+  const clock = { ms: 0 };
+  const scheduler = timed(diffusion.scheduler, clock);
+  await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler }); // warm-up: builds the sessions
+  await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
+  clock.ms = 0;
+  const t0 = performance.now();
+  for (let r = 0; r < reps; r++) await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
+  const seconds = (performance.now() - t0) / 1000 / reps;
+  const flops = n * (numSteps * stepFlopsPerToken + condFlopsPerToken);
+  const rate = flops / seconds / 1e9;
+  const ref = await matmulRate(n);
+  console.log(
+    `2 x ${tokens} tokens: ${seconds.toFixed(2)} s per sampling run, ${(flops / 1e12).toFixed(2)} TFLOP, ` +
+      `${rate.toFixed(1)} GFLOP/s = ${((100 * rate) / ref).toFixed(0)} % of MatMul ${ref.toFixed(1)} GFLOP/s ` +
+      `(target ≥ 60 %); TS scheduler steps ${(clock.ms / reps).toFixed(1)} ms`,
+  );
+}
+await diffusion.release();
