@@ -1,30 +1,29 @@
 import { copyFile, lstat, mkdir, open, readFile, rename, rm, stat, symlink, unlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
-import { HartError } from "@hart/core";
+import { emitProgress, HartError, type OnProgress, type ProgressEvent } from "@hart/core";
 import { fileDownloadInfo, getRepoFolderName, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 
 /** The hub the library talks to unless `hubUrl` or `HF_ENDPOINT` says otherwise. */
 export const DEFAULT_HUB_URL = "https://huggingface.co";
 
-/** Progress of a hub download: one event per chunk written, per file started/finished/skipped. */
-export interface DownloadProgressEvent {
-  /** Always `"download"`. */
-  stage: "download";
+/** Progress of a hub download (core's `ProgressEvent`): one event per chunk written, per file started/finished/skipped. */
+export interface DownloadProgressEvent extends ProgressEvent {
+  readonly stage: "download";
   /** `"start"` / `"progress"` / `"done"` per file; `"cached"` when the file was already in the cache. */
-  phase: "start" | "progress" | "done" | "cached";
+  readonly phase: "start" | "progress" | "done" | "cached";
   /** The repository id. */
-  repo: string;
+  readonly repo: string;
   /** The file's path inside the repository. */
-  file: string;
+  readonly file: string;
   /** Bytes of this file present in the cache so far (resumed bytes included). */
-  fileBytes: number;
+  readonly loadedBytes: number;
   /** Size of this file. */
-  fileTotal: number;
+  readonly totalBytes: number;
   /** Bytes of the whole snapshot present so far. */
-  bytes: number;
+  readonly snapshotLoadedBytes: number;
   /** Size of the whole snapshot (the selected files). */
-  total: number;
+  readonly snapshotTotalBytes: number;
 }
 
 /** Where and how to reach the Hugging Face hub and its cache; every field has an environment default. */
@@ -176,17 +175,19 @@ export async function downloadSnapshot(repo: string, options: HubOptions = {}): 
     const pointer = join(snapshot, ...entry.path.split("/"));
     if (!pointer.startsWith(snapshot + sep)) throw new HartError("hub", `${repo}: unsafe file path ${entry.path}`);
     const blob = join(folder, "blobs", entry.etag);
-    const report = (phase: DownloadProgressEvent["phase"], fileBytes: number) =>
-      options.onProgress?.({
+    const report = (phase: DownloadProgressEvent["phase"], fileBytes: number) => {
+      const event: DownloadProgressEvent = {
         stage: "download",
         phase,
         repo,
         file: entry.path,
-        fileBytes,
-        fileTotal: entry.size,
-        bytes: done + fileBytes,
-        total,
-      });
+        loadedBytes: fileBytes,
+        totalBytes: entry.size,
+        snapshotLoadedBytes: done + fileBytes,
+        snapshotTotalBytes: total,
+      };
+      emitProgress(options.onProgress as OnProgress | undefined, event);
+    };
     if ((await exists(pointer)) || (await exists(blob))) {
       await linkPointer(blob, pointer);
       report("cached", entry.size);

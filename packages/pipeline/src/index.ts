@@ -1,4 +1,5 @@
 export type {
+  ARProgressEvent,
   ARResult,
   EncodedPrompts,
   GenerateOptions,
@@ -6,10 +7,13 @@ export type {
   NoiseSource,
   ResidualSampler,
   ScaleQuantizer,
+  TextContext,
   TextEncoder,
   Transformer,
 } from "./components";
 export * from "./hub";
 export * from "./layout";
+export * from "./noise";
 export * from "./pipeline";
+export * from "./pretrained";
 export * from "./prompts";

@@ -1,4 +1,12 @@
-import { HartError, type Tensor, tensor } from "@hart/core";
+import {
+  emitProgress,
+  HartError,
+  type ProgressEvent,
+  type RgbImage,
+  type Tensor,
+  tensor,
+  tensorToImages,
+} from "@hart/core";
 import type {
   ARResult,
   GenerateOptions,
@@ -8,25 +16,23 @@ import type {
   TextEncoder,
   Transformer,
 } from "./components";
+import { type FromPretrainedOptions, loadPretrainedComponents, type PretrainedPaths } from "./pretrained";
 import { applyPromptFilter, type PromptFilter, type UnsafePromptReplacement } from "./prompts";
 
 /** A pipeline stage, as named in progress events and timings. */
 export type PipelineStage = "filter" | "text" | "ar" | "diffusion" | "decode";
 
-/** Progress of {@link HartPipeline.generate}: stage boundaries, plus the components' own events under `detail`. */
-export interface PipelineProgressEvent {
-  /** The stage this event belongs to. */
-  stage: PipelineStage;
-  /** `"start"` / `"end"` of the stage, or `"step"` for an event forwarded from a component. */
-  phase: "start" | "end" | "step";
-  /** Wall time since `generate` was called, in ms. */
-  elapsedMs: number;
-  /** For `"ar"` steps: the scale index and the number of scales. */
-  scale?: number;
-  /** Number of scales (AR steps). */
-  scales?: number;
-  /** The component's own event, for `"step"`. */
-  detail?: { stage: string; [key: string]: unknown };
+/**
+ * Progress of {@link HartPipeline.generate} (core's `ProgressEvent`): stage boundaries, and per-step
+ * events forwarded from the components (`"ar"`: one per finished scale, `step` of `total`;
+ * `"diffusion"`: one per sampler step).
+ */
+export interface PipelineProgressEvent extends ProgressEvent {
+  readonly stage: PipelineStage;
+  /** `"start"` / `"end"` of the stage, or `"step"` within it. */
+  readonly phase: "start" | "end" | "step";
+  /** Seconds since `generate` was called. */
+  readonly elapsedSeconds: number;
 }
 
 /** Wall-clock time of each stage of one generation, in milliseconds. */
@@ -47,16 +53,13 @@ export interface StageTimings {
   totalMs: number;
 }
 
-/** One generated image. */
-export interface GeneratedImage {
+/**
+ * One generated image: RGB8 pixels, row-major HWC, as the release writes them (`uint8(x · 255)`,
+ * truncating; core's `encodePng`/`writePng` take it as is).
+ */
+export interface GeneratedImage extends RgbImage {
   /** The prompt it was generated from (after the safety hook). */
-  prompt: string;
-  /** Width in pixels. */
-  width: number;
-  /** Height in pixels. */
-  height: number;
-  /** RGB8 pixels, row-major HWC (as the release writes them: `uint8(x * 255)`, truncating). */
-  rgb8: Uint8Array;
+  readonly prompt: string;
 }
 
 /** What {@link HartPipeline.generate} returns. */
@@ -133,8 +136,10 @@ export interface HartPipelineOptions extends HartComponents {
   promptFilter?: PromptFilter;
   /** What replaces a flagged prompt (default `"default-prompt"`, as the release's `sample.py`). */
   unsafePromptReplacement?: UnsafePromptReplacement;
-  /** Noise source factory for the diffusion, given the generation seed (default: the seeded core RNG). */
+  /** Noise source factory for the diffusion, given the generation seed (`fromPretrained` uses core's seeded RNG). */
   noiseForSeed?: (seed: number) => NoiseSource | undefined;
+  /** Where the components were loaded from (set by `fromPretrained`). */
+  paths?: PretrainedPaths;
 }
 
 /**
@@ -167,6 +172,25 @@ export class HartPipeline {
     this.textEncoder = options.textEncoder;
   }
 
+  /**
+   * Loads the official components from model folders or hub repo ids (downloading into the Hugging Face
+   * cache when needed) and wires them into a pipeline.
+   *
+   * @example
+   * ```ts
+   * const pipe = await HartPipeline.fromPretrained({ model: "mit-han-lab/hart-0.7b-1024px" });
+   * const { images } = await pipe.generate({ prompts: ["a red heart"], seed: 1 });
+   * ```
+   */
+  static async fromPretrained(options: FromPretrainedOptions = {}): Promise<HartPipeline> {
+    return new HartPipeline(await loadPretrainedComponents(options));
+  }
+
+  /** Where the components came from, for a pipeline made by {@link HartPipeline.fromPretrained}. */
+  get paths(): PretrainedPaths | undefined {
+    return this.options.paths;
+  }
+
   /** The text encoder if it is loaded (undefined after a release). */
   get loadedTextEncoder(): TextEncoder | undefined {
     return this.textEncoder;
@@ -196,8 +220,14 @@ export class HartPipeline {
       throw new HartError("argument", `seed must be a non-negative integer, got ${seed}`);
     }
     const { signal, onProgress } = request;
-    const emit = (stage: PipelineStage, phase: PipelineProgressEvent["phase"], extra: object = {}) =>
-      onProgress?.({ stage, phase, elapsedMs: performance.now() - t0, ...extra });
+    const emit = (
+      stage: PipelineStage,
+      phase: PipelineProgressEvent["phase"],
+      extra: Pick<ProgressEvent, "step" | "total" | "message"> = {},
+    ) => {
+      const event: PipelineProgressEvent = { ...extra, stage, phase, elapsedSeconds: (performance.now() - t0) / 1000 };
+      emitProgress(onProgress as ((e: ProgressEvent) => void) | undefined, event);
+    };
     const stage = async <T>(name: PipelineStage, run: () => Promise<T>): Promise<[T, number]> => {
       throwIfAborted(signal);
       emit(name, "start");
@@ -230,8 +260,7 @@ export class HartPipeline {
         return out;
       });
 
-      const scaleEnds: number[] = [];
-      const arStart = performance.now();
+      const scaleMs: number[] = [];
       const [ar, arMs] = await stage("ar", () =>
         this.transformer.generate(encoded, {
           cfg,
@@ -240,10 +269,13 @@ export class HartPipeline {
           topP: request.topP,
           moreSmooth: request.moreSmooth ?? true,
           signal,
-          onProgress: (detail) => {
-            const scale = scaleOf(detail);
-            if (scale !== undefined) scaleEnds[scale] = performance.now() - arStart;
-            emit("ar", "step", { detail, scale, scales: numberOr(detail.scales) });
+          onProgress: (event) => {
+            if (typeof event.ms === "number") scaleMs[event.scale] = event.ms;
+            emit("ar", "step", {
+              step: event.scale + 1,
+              total: event.scales,
+              message: `scale ${event.scale + 1}/${event.scales} (${event.tokens} tokens)`,
+            });
           },
           ...request.transformerOptions,
         }),
@@ -259,14 +291,22 @@ export class HartPipeline {
                 temperature: request.diffusionTemperature,
                 noise: request.diffusionNoise ?? this.options.noiseForSeed?.(seed),
                 signal,
+                // Samplers that report steps (the default one does) drive the progress events.
+                ...{ onStep: (s: { step: number }) => emit("diffusion", "step", { step: s.step + 1 }) },
               }),
             );
 
       const fHatBCHW = addLastScale(ar, residual);
       const [imageM11, decodeMs] = await stage("decode", () => this.tokenizer.decode(fHatBCHW));
+      if (imageM11.shape.length !== 4 || imageM11.shape[0] !== filtered.prompts.length || imageM11.shape[1] !== 3) {
+        throw new HartError(
+          "shape",
+          `the decoder returned [${imageM11.shape}], expected [${filtered.prompts.length}, 3, H, W]`,
+        );
+      }
       const imagesB3HW = toUnitRange(imageM11);
       return {
-        images: toRGB8Images(imagesB3HW, filtered.prompts),
+        images: tensorToImages(imageM11).map((image, b) => ({ ...image, prompt: filtered.prompts[b] })),
         imagesB3HW,
         prompts: filtered.prompts,
         replacedPrompts: filtered.replaced,
@@ -276,7 +316,7 @@ export class HartPipeline {
           filterMs,
           textMs,
           arMs,
-          arScaleMs: scaleEnds.map((end, i) => end - (i > 0 ? (scaleEnds[i - 1] ?? end) : 0)),
+          arScaleMs: Array.from(scaleMs, (ms) => ms ?? 0),
           diffusionMs,
           decodeMs,
           totalMs: performance.now() - t0,
@@ -356,42 +396,11 @@ function checkARResult(ar: ARResult, batch: number): void {
   }
 }
 
-/** `(img + 1) * 0.5` in float32, as the release's `autoregressive_infer_cfg` returns it. */
+/** `(img + 1) · 0.5` in float32: the [0, 1] images the release's `autoregressive_infer_cfg` returns. */
 function toUnitRange(imageM11: Tensor<"float32">): Tensor<"float32"> {
-  const src = imageM11.data;
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = Math.fround(Math.fround(src[i] + 1) * 0.5);
+  const out = new Float32Array(imageM11.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(Math.fround(imageM11.data[i] + 1) * 0.5);
   return tensor("float32", imageM11.shape, out);
-}
-
-/** `uint8(img * 255)` in HWC order (numpy's cast truncates toward zero), per image. */
-function toRGB8Images(imagesB3HW: Tensor<"float32">, prompts: string[]): GeneratedImage[] {
-  const [B, C, H, W] = imagesB3HW.shape;
-  if (C !== 3) throw new HartError("shape", `decoder returned ${C} channels, expected 3`);
-  const src = imagesB3HW.data;
-  return Array.from({ length: B }, (_, b) => {
-    const rgb8 = new Uint8Array(H * W * 3);
-    for (let c = 0; c < 3; c++) {
-      const plane = (b * 3 + c) * H * W;
-      for (let p = 0; p < H * W; p++) {
-        const v = Math.fround(src[plane + p] * 255);
-        rgb8[p * 3 + c] = v <= 0 ? 0 : v >= 255 ? 255 : Math.trunc(v);
-      }
-    }
-    return { prompt: prompts[b], width: W, height: H, rgb8 };
-  });
-}
-
-function scaleOf(event: { [key: string]: unknown }): number | undefined {
-  for (const key of ["scale", "si", "step"]) {
-    const v = event[key];
-    if (typeof v === "number" && Number.isInteger(v) && v >= 0) return v;
-  }
-  return undefined;
-}
-
-function numberOr(v: unknown): number | undefined {
-  return typeof v === "number" ? v : undefined;
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

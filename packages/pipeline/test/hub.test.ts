@@ -83,12 +83,14 @@ describe("downloadSnapshot", () => {
     expect([...model.files.values()].some((d) => d.byteLength >= LFS_THRESHOLD)).toBe(true);
 
     const total = [...model.files.values()].reduce((s, d) => s + d.byteLength, 0);
-    expect(events.every((e) => e.total === total)).toBe(true);
-    expect(events.at(-1)?.bytes).toBe(total);
+    expect(events.every((e) => e.snapshotTotalBytes === total)).toBe(true);
+    expect(events.at(-1)?.snapshotLoadedBytes).toBe(total);
     const done = events.filter((e) => e.phase === "done");
     expect(done.map((e) => e.file).sort()).toEqual([...model.files.keys()].sort());
-    for (const e of done) expect(e.fileBytes).toBe(model.files.get(e.file)!.byteLength);
-    for (let i = 1; i < events.length; i++) expect(events[i].bytes).toBeGreaterThanOrEqual(events[i - 1].bytes);
+    for (const e of done) expect(e.loadedBytes).toBe(model.files.get(e.file)!.byteLength);
+    for (let i = 1; i < events.length; i++) {
+      expect(events[i].snapshotLoadedBytes).toBeGreaterThanOrEqual(events[i - 1].snapshotLoadedBytes);
+    }
     // The tree listing was paginated (page size 4), and followed to the end.
     expect(hub.requests.filter((r) => r.path.includes("/tree/")).length).toBeGreaterThan(2);
 
@@ -185,7 +187,7 @@ describe("downloadSnapshot", () => {
       hubUrl: hub.url,
       signal: controller.signal,
       onProgress: (e) => {
-        if (e.file === "llm/ema_model.bin" && e.fileBytes > 0) controller.abort();
+        if (e.file === "llm/ema_model.bin" && e.loadedBytes > 0) controller.abort();
       },
     }).catch((e) => e);
     expect(error).toBeInstanceOf(HartError);

@@ -1,0 +1,103 @@
+import { type GenerationResult, sampleDefaultPrompts } from "@hart/pipeline";
+import { Command } from "commander";
+import { addModelOptions, type CliContext, intArg, numberArg } from "../cli";
+import { loadPipeline, type ModelOptions } from "../load";
+import { formatMs, ProgressBar } from "../progress";
+
+interface BenchOptions extends ModelOptions {
+  batchSize: number;
+  warmup: number;
+  iters: number;
+  seed: number;
+  cfg: number;
+  moreSmooth?: boolean;
+  maxTokenLength: number;
+  json?: boolean;
+}
+
+type StageKey = "textMs" | "arMs" | "diffusionMs" | "decodeMs" | "totalMs";
+const STAGES: [StageKey, string][] = [
+  ["textMs", "text encoder"],
+  ["arMs", "transformer"],
+  ["diffusionMs", "residual diffusion"],
+  ["decodeMs", "decoder"],
+  ["totalMs", "end to end"],
+];
+
+/** `hart bench`: the release's `latency_profile.py` — per-stage latency and throughput after warm-up. */
+export function benchCommand(ctx: CliContext): Command {
+  const cmd = new Command("bench")
+    .description(
+      "measure per-stage latency and throughput over repeated generations after warm-up (latency_profile.py)",
+    )
+    .option("--batch-size <n>", "images per generation (default prompts)", intArg("--batch-size", 1), 1)
+    .option("--warmup <n>", "untimed generations first (the release: 50)", intArg("--warmup", 0), 2)
+    .option("--iters <n>", "timed generations (the release: 100)", intArg("--iters", 1), 5)
+    .option("--seed <n>", "random seed", intArg("--seed", 0), 1)
+    .option(
+      "--cfg <scale>",
+      "classifier-free guidance scale",
+      numberArg("--cfg", (v) => (v < 0 ? "--cfg must be ≥ 0." : undefined)),
+      4.5,
+    )
+    .option("--more-smooth", "Gumbel-softmax smoothing (default)")
+    .option("--no-more-smooth", "hard codes")
+    .option("--max-token-length <n>", "prompt tokens", intArg("--max-token-length", 1), 300)
+    .option("--json", "print JSON");
+  return addModelOptions(cmd).action(async (opts: BenchOptions) => {
+    const bar = new ProgressBar(ctx.stderr, !opts.json);
+    try {
+      const pipeline = await loadPipeline(opts, ctx, bar);
+      const prompts = sampleDefaultPrompts(opts.batchSize, opts.seed);
+      while (prompts.length < opts.batchSize) prompts.push(prompts[prompts.length % 9]);
+      const runs: GenerationResult["timings"][] = [];
+      const total = opts.warmup + opts.iters;
+      for (let i = 0; i < total; i++) {
+        bar.update(i < opts.warmup ? "Warm-up" : "Timing", i / total, `${i + 1}/${total}`, true);
+        const r = await pipeline.generate({
+          prompts,
+          seed: opts.seed,
+          cfg: opts.cfg,
+          moreSmooth: opts.moreSmooth ?? true,
+          maxTokenLength: opts.maxTokenLength,
+          signal: ctx.signal,
+        });
+        if (i >= opts.warmup) runs.push(r.timings);
+      }
+      bar.clear();
+      const stats = Object.fromEntries(STAGES.map(([key]) => [key, summarize(runs.map((t) => t[key]))]));
+      const scales = runs[0].arScaleMs.map((_, si) => summarize(runs.map((t) => t.arScaleMs[si] ?? 0)).mean);
+      const throughput = (opts.batchSize * 1000) / stats.totalMs.mean;
+      if (opts.json) {
+        ctx.stdout.write(
+          `${JSON.stringify({ batchSize: opts.batchSize, warmup: opts.warmup, iters: opts.iters, stagesMs: stats, arScaleMeanMs: scales, imagesPerSecond: throughput }, null, 2)}\n`,
+        );
+        return;
+      }
+      const lines = [
+        `batch ${opts.batchSize}, ${opts.warmup} warm-up + ${opts.iters} timed runs (cfg ${opts.cfg}, more_smooth ${opts.moreSmooth ?? true})`,
+        `${"stage".padEnd(20)}${"mean".padStart(10)}${"median".padStart(10)}${"min".padStart(10)}${"max".padStart(10)}`,
+        ...STAGES.map(
+          ([key, name]) =>
+            `${name.padEnd(20)}${[stats[key].mean, stats[key].median, stats[key].min, stats[key].max].map((v) => formatMs(v).padStart(10)).join("")}`,
+        ),
+        `transformer per scale (mean): ${scales.map((v) => formatMs(v)).join(", ")}`,
+        `throughput: ${throughput.toFixed(3)} images/s; ${formatMs(stats.totalMs.mean / opts.batchSize)} per image`,
+      ];
+      ctx.stdout.write(`${lines.join("\n")}\n`);
+    } finally {
+      bar.clear();
+    }
+  });
+}
+
+function summarize(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return {
+    mean: values.reduce((s, v) => s + v, 0) / values.length,
+    median: sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2,
+    min: sorted[0],
+    max: sorted[sorted.length - 1],
+  };
+}
