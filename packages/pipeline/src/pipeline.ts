@@ -292,7 +292,10 @@ export class HartPipeline {
                 noise: request.diffusionNoise ?? this.options.noiseForSeed?.(seed),
                 signal,
                 // Samplers that report steps (the default one does) drive the progress events.
-                ...{ onStep: (s: { step: number }) => emit("diffusion", "step", { step: s.step + 1 }) },
+                ...{
+                  onProgress: (e: ProgressEvent) =>
+                    emit("diffusion", "step", { step: e.step, total: e.total, message: e.message }),
+                },
               }),
             );
 
