@@ -2,7 +2,7 @@
  * The hybrid tokenizer: conv encoder → `quant_conv` → multi-scale residual
  * quantizer (discrete codes + continuous residual) → `post_quant_conv` → conv decoder.
  */
-import { createSession, HartError, type Session, type StateDict, type Tensor } from "@hart/core";
+import { createSession, emitProgress, HartError, type Session, type StateDict, type Tensor, tensor } from "@hart/core";
 import { checkFinite, checkFloatTensor } from "./check";
 import { readTokenizerConfig, type TokenizerConfig } from "./config";
 import { type AutoencoderGraphOptions, buildDecoderGraph, buildEncoderGraph } from "./graph/autoencoder";
@@ -86,12 +86,12 @@ export class HartTokenizer implements ImageTokenizer {
   ): Promise<HartTokenizer> {
     const config = readTokenizerConfig(dir);
     const file = findWeightsFile(dir, options.weightsFile);
-    options.onProgress?.({ stage: "tokenizer:load", file });
+    emitProgress(options.onProgress, { stage: "tokenizer:load", file });
     const { stateDict, prefix } = loadTokenizerStateDict(file);
     const tokenizer = new HartTokenizer(config, stateDict, { ...options, source: file, keyPrefix: prefix });
     // Fail at load time, not at the first decode, when a weight is missing or misshapen.
     tokenizer.checkWeights();
-    options.onProgress?.({ stage: "tokenizer:loaded", file, tensors: stateDict.size });
+    emitProgress(options.onProgress, { stage: "tokenizer:loaded", file, message: `${stateDict.size} tensors` });
     return tokenizer;
   }
 
@@ -125,8 +125,7 @@ export class HartTokenizer implements ImageTokenizer {
         `encode: ${this.options.source ?? "the state dict"} has no encoder weights ("${this.options.keyPrefix ?? "vae."}encoder.*"); this tokenizer can only decode`,
       );
     }
-    const session = await this.graph("encoder");
-    const out = await session.run({ image: imagesB3HW });
+    const out = await runPerImage(await this.graph("encoder"), "image", imagesB3HW);
     const fBCHW = out.f as Tensor<"float32">;
     const q = await this.quantizer.quantize(fBCHW);
     return {
@@ -143,8 +142,7 @@ export class HartTokenizer implements ImageTokenizer {
     const HW = this.quantizer.latentSide;
     checkFloatTensor(fHatBCHW, "decode(fHat)", [null, this.config.zChannels, HW, HW], "[B, Cvae, HW, HW]");
     checkFinite(fHatBCHW, "decode(fHat)");
-    const session = await this.graph("decoder");
-    return (await session.run({ fHat: fHatBCHW })).image as Tensor<"float32">;
+    return (await runPerImage(await this.graph("decoder"), "fHat", fHatBCHW)).image;
   }
 
   async indicesToImage(indices: Tensor<"int64">[]): Promise<Tensor<"float32">> {
@@ -187,7 +185,7 @@ export class HartTokenizer implements ImageTokenizer {
       part === "encoder"
         ? buildEncoderGraph(this.config, this.weights, this.graphOptions)
         : buildDecoderGraph(this.config, this.weights, this.graphOptions);
-    this.options.onProgress?.({ stage: `tokenizer:compile-${part}` });
+    emitProgress(this.options.onProgress, { stage: "tokenizer:compile", message: part });
     return createSession(built, {
       device: this.options.device,
       intraOpThreads: this.options.intraOpThreads,
@@ -197,4 +195,33 @@ export class HartTokenizer implements ImageTokenizer {
       enableCpuMemArena: false,
     });
   }
+}
+
+/**
+ * Runs a one-input graph image by image and stacks the outputs along the batch: the
+ * full-resolution activations (≈ 0.7 GB each at 1024 px) then exist for one image at a
+ * time, so peak memory does not grow with the batch. Inputs are sliced without copying.
+ */
+async function runPerImage(
+  session: Session,
+  inputName: string,
+  xB: Tensor<"float32">,
+): Promise<Record<string, Tensor<"float32">>> {
+  const [B, ...rest] = xB.shape;
+  const per = rest.reduce((a, b) => a * b, 1);
+  const parts: Record<string, Tensor>[] = [];
+  for (let b = 0; b < B; b++) {
+    const x1 = tensor("float32", [1, ...rest], xB.data.subarray(b * per, (b + 1) * per));
+    parts.push(await session.run({ [inputName]: x1 }));
+  }
+  if (B === 1) return parts[0] as Record<string, Tensor<"float32">>;
+  const out: Record<string, Tensor<"float32">> = {};
+  for (const name of Object.keys(parts[0])) {
+    const [, ...shape] = parts[0][name].shape;
+    const n = parts[0][name].data.length;
+    const data = new Float32Array(B * n);
+    for (let b = 0; b < B; b++) data.set(parts[b][name].data as Float32Array, b * n);
+    out[name] = tensor("float32", [B, ...shape], data);
+  }
+  return out;
 }

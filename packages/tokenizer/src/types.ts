@@ -1,4 +1,4 @@
-import type { Device, Tensor } from "@hart/core";
+import type { Device, OnProgress, Tensor } from "@hart/core";
 
 /**
  * What the AR transformer needs from the quantizer: the scale schedule, the
@@ -67,8 +67,8 @@ export interface TokenizerLoadOptions {
   device?: Device;
   /** Weight precision inside the graphs (default `"float32"`; inputs and outputs stay float32). */
   dtype?: "float32" | "float16";
-  /** Progress callback (loading and per-graph stages). */
-  onProgress?: (event: { stage: string; [key: string]: unknown }) => void;
+  /** Progress callback: `tokenizer:load` (with `file`), `tokenizer:loaded`, `tokenizer:compile` (with `message`). */
+  onProgress?: OnProgress;
   /** Overrides the scale schedule `v_patch_nums` from config.json (research); its last entry is the latent side, which sets the image size. */
   patchNums?: readonly number[];
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
