@@ -52,3 +52,22 @@ describe.runIf(set)("round trip of a PNG through the golden tiny tokenizer", () 
     await tok.release();
   });
 });
+
+describe.runIf(set)("an overridden scale schedule (research)", () => {
+  it("quantises with its own scales and still reconstructs f with the residual", async () => {
+    const dir = join(GOLDEN_DIR, set, "tokenizer");
+    const side = (await HartTokenizer.fromPretrained(dir)).quantizer.latentSide;
+    const patchNums = [1, 3, side];
+    const tok = await HartTokenizer.fromPretrained(dir, { patchNums });
+    const image = imagesToTensor([decodePng(makePng(tok.imageSize))]);
+    const enc = await tok.encode(image);
+    expect(enc.indices.map((t) => t.shape[1])).toEqual(patchNums.map((p) => p * p));
+    const hybridErr = relErr((await tok.reconstruct(image)).data, (await tok.decode(enc.fBCHW)).data);
+    expect(hybridErr).toBeLessThan(1e-5);
+    // A schedule ending elsewhere changes the image size the tokenizer accepts.
+    const smaller = await HartTokenizer.fromPretrained(dir, { patchNums: [1, 2, side / 2] });
+    expect(smaller.imageSize).toBe(tok.imageSize / 2);
+    await expect(smaller.encode(image)).rejects.toThrow(/expected shape/);
+    await Promise.all([tok.release(), smaller.release()]);
+  });
+});
