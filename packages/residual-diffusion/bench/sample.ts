@@ -12,6 +12,11 @@
  *
  * Options: --tokens 4096,1024 (per half of the CFG batch), --width 1024,
  * --depth 6, --cond 1536, --channels 32, --steps 8, --reps 1, --threads N.
+ *
+ * Both rates are also given per CPU-second (process user+system time): on a
+ * shared machine wall time swings with other load, CPU time much less (with
+ * `--threads 1` there is no thread-pool spinning in it either), so the CPU
+ * ratio is the steadier comparison.
  */
 import { createSession, GraphBuilder, type StateDict, type Tensor, tensor } from "@hart/core";
 import { ResidualDiffusion, type ResidualScheduler, type SchedulerStepInput, ZeroNoise } from "../src/index";
@@ -72,7 +77,17 @@ function releaseShapedStateDict(): StateDict {
 const stepFlopsPerToken = 2 * (channels * width + depth * 5 * width * width + 2 * width * width + width * 2 * channels);
 const condFlopsPerToken = 2 * condWidth * width;
 
-async function matmulRate(rows: number): Promise<number> {
+/** Wall seconds and CPU seconds (all threads) of `fn`. */
+async function measure(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1e6 };
+}
+
+async function matmulRate(rows: number): Promise<{ wall: number; cpu: number }> {
   const g = new GraphBuilder("bench_matmul");
   const x = g.input("x", "float32", ["N", width]);
   let y = x;
@@ -82,11 +97,12 @@ async function matmulRate(rows: number): Promise<number> {
   const feeds = { x: randomTensor([rows, width], 1, 7) };
   for (let i = 0; i < 2; i++) await session.run(feeds);
   const runs = 3;
-  const t0 = performance.now();
-  for (let i = 0; i < runs; i++) await session.run(feeds);
-  const seconds = (performance.now() - t0) / 1000 / runs;
+  const m = await measure(async () => {
+    for (let i = 0; i < runs; i++) await session.run(feeds);
+  });
   await session.release();
-  return (4 * 2 * rows * width * width) / seconds / 1e9;
+  const gflop = (runs * 4 * 2 * rows * width * width) / 1e9;
+  return { wall: gflop / m.wall, cpu: gflop / m.cpu };
 }
 
 /** Wraps a scheduler to time its (TypeScript) steps. */
@@ -118,19 +134,21 @@ for (const tokens of tokenList) {
   const cond = randomTensor([n, condWidth], 1, 11);
   const clock = { ms: 0 };
   const scheduler = timed(diffusion.scheduler, clock);
-  await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler }); // warm-up: builds the sessions
+  // warm-up: builds the sessions; its 8 network runs also warm the arena
   await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
   clock.ms = 0;
-  const t0 = performance.now();
-  for (let r = 0; r < reps; r++) await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
-  const seconds = (performance.now() - t0) / 1000 / reps;
-  const flops = n * (numSteps * stepFlopsPerToken + condFlopsPerToken);
-  const rate = flops / seconds / 1e9;
+  const m = await measure(async () => {
+    for (let r = 0; r < reps; r++) await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
+  });
+  const gflop = (reps * n * (numSteps * stepFlopsPerToken + condFlopsPerToken)) / 1e9;
+  const rate = { wall: gflop / m.wall, cpu: gflop / m.cpu };
   const ref = await matmulRate(n);
+  const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)} %`;
   console.log(
-    `2 x ${tokens} tokens: ${seconds.toFixed(2)} s per sampling run, ${(flops / 1e12).toFixed(2)} TFLOP, ` +
-      `${rate.toFixed(1)} GFLOP/s = ${((100 * rate) / ref).toFixed(0)} % of MatMul ${ref.toFixed(1)} GFLOP/s ` +
-      `(target ≥ 60 %); TS scheduler steps ${(clock.ms / reps).toFixed(1)} ms`,
+    `2 x ${tokens} tokens: ${(m.wall / reps).toFixed(2)} s per sampling run (${(gflop / reps / 1000).toFixed(2)} TFLOP), ` +
+      `TS scheduler steps ${(clock.ms / reps).toFixed(1)} ms\n` +
+      `  wall: ${rate.wall.toFixed(1)} GFLOP/s = ${pct(rate.wall, ref.wall)} of MatMul ${ref.wall.toFixed(1)} GFLOP/s\n` +
+      `  CPU:  ${rate.cpu.toFixed(1)} GFLOP/CPU-s = ${pct(rate.cpu, ref.cpu)} of MatMul ${ref.cpu.toFixed(1)} GFLOP/CPU-s (target ≥ 60 %)`,
   );
 }
 await diffusion.release();

@@ -25,6 +25,7 @@ import {
   type Tensor,
   takeTensor,
   tensor,
+  toFloat32,
   transpose2d,
   type Value,
 } from "@hart/core";
@@ -119,8 +120,9 @@ export class DiffusionMLP {
     }
     const prefix = options.prefix ?? "diffloss.net.";
     const source = options.source;
+    // Half-precision checkpoints are widened once here; the graphs run in float32.
     const take = (key: string, shape: number[]) =>
-      takeTensor(sd, prefix + key, { shape, dtype: "float32", source }) as F32;
+      toFloat32(takeTensor(sd, prefix + key, { shape, dtype: ["float32", "float16", "bfloat16"], source }));
     const inW = sd.get(`${prefix}input_proj.weight`);
     if (!inW || inW.shape.length !== 2) {
       throw new HartError(

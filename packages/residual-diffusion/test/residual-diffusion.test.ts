@@ -1,7 +1,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadStateDict, readConfig, type Tensor, tensor } from "@hart/core";
+import { float32ToFloat16Bits, loadStateDict, readConfig, type StateDict, type Tensor, tensor } from "@hart/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DDIMScheduler,
@@ -58,6 +58,28 @@ describe.runIf(SET)("ResidualDiffusion on a golden set", () => {
     const base = await ResidualDiffusion.fromPretrained(llmDir(SET), { useEma: false });
     expect(relErr(await base.net.forward(x, t, cond), ref)).toBeGreaterThan(1e-3);
     await base.release();
+  });
+
+  it("widens a float16 checkpoint to float32 at load", async () => {
+    const ema = loadStateDict(llmDir(SET), { file: "ema_model.bin", prefix: DIFFUSION_PREFIX });
+    const half: StateDict = new Map(
+      [...ema].map(([k, t]) => [
+        k,
+        tensor("float16", t.shape, Uint16Array.from(t.data as Float32Array, float32ToFloat16Bits)),
+      ]),
+    );
+    const net16 = ResidualDiffusion.fromStateDict(half, readConfig(llmDir(SET)));
+    const t = Array.from(c.tensors.get("mlp.t")!.data as BigInt64Array, Number);
+    const out = await net16.net.forward(
+      c.tensors.get("mlp.x") as Tensor<"float32">,
+      t,
+      c.tensors.get("mlp.c") as Tensor<"float32">,
+    );
+    expect(out.dtype).toBe("float32");
+    const err = relErr(out, c.tensors.get("mlp.out")!);
+    expect(err).toBeGreaterThan(0); // the weights really were rounded to half precision…
+    expect(err).toBeLessThan(5e-3); // …and the network still agrees to half-precision accuracy
+    await net16.release();
   });
 
   it("replays the reference run with cfg (output and per-step trajectory)", async () => {
