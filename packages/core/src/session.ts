@@ -268,13 +268,16 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
     );
   }
   let released = false;
+  // Keep only the input specs: holding `model` would keep its weight views (and so every JS weight buffer) alive
+  // for the session's lifetime, although onnxruntime has copied them.
+  const inputSpecs = model.inputs;
   return {
     inputNames: inner.inputNames,
     outputNames: inner.outputNames,
     async run(feeds, outputs) {
       if (released) throw new HartError("session", `graph "${label}": run() after release()`);
       // Models assembled by hand (not by GraphBuilder) may lack input specs; onnxruntime checks those.
-      if (model.inputs) checkFeeds(model.inputs, feeds, label);
+      if (inputSpecs) checkFeeds(inputSpecs, feeds, label);
       if (outputs) {
         const unknown = outputs.find((o) => !inner.outputNames.includes(o));
         if (unknown !== undefined) {
