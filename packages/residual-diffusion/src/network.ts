@@ -99,6 +99,7 @@ export class DiffusionMLP {
   private stepSession?: Promise<Session>;
 
   private constructor(
+    /** Width, depth and condition width. */
     readonly config: DiffusionMLPConfig,
     private readonly weights: Weights,
     private readonly options: DiffusionMLPOptions,

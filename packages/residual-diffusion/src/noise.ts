@@ -18,6 +18,7 @@ const sameShape = (a: readonly number[], b: readonly number[]) =>
 export class ReplayNoise implements NoiseSource {
   private next = 0;
 
+  /** @param draws - the recorded draws, in the order they will be requested. */
   constructor(private readonly draws: readonly Tensor<"float32">[]) {}
 
   /** The initial draw followed by the K per-step draws stacked as `[K, …]`. */
@@ -47,6 +48,7 @@ export class ReplayNoise implements NoiseSource {
     return this.draws.length - this.next;
   }
 
+  /** The next recorded draw; throws when it was recorded with another shape or none is left. */
   normal(shape: readonly number[]): Tensor<"float32"> {
     const k = this.next;
     if (k >= this.draws.length) {
@@ -66,6 +68,7 @@ export class ReplayNoise implements NoiseSource {
 
 /** Always returns zeros: the samplers then follow their mean path (used to compare samplers). */
 export class ZeroNoise implements NoiseSource {
+  /** A zero tensor of `shape`. */
   normal(shape: readonly number[]): Tensor<"float32"> {
     return tensor("float32", shape, new Float32Array(numel(shape)));
   }

@@ -31,9 +31,13 @@ export interface DDIMSchedulerOptions extends ScheduleSpec {
  * With η = 0 no noise is drawn and temperature has no effect.
  */
 export class DDIMScheduler implements ResidualScheduler {
+  /** `"ddim"`. */
   readonly name = "ddim";
+  /** The respaced float64 schedule the coefficients come from. */
   readonly schedule: DiffusionSchedule;
+  /** `numSteps−1, …, 0`. */
   readonly indices: readonly number[];
+  /** Stochasticity η (0: deterministic). */
   readonly eta: number;
   private readonly clip: boolean;
 
@@ -47,10 +51,12 @@ export class DDIMScheduler implements ResidualScheduler {
     this.indices = descending(this.schedule.betas.length);
   }
 
+  /** `timestep_map[index]`. */
   modelTimestep(index: number): number {
     return this.schedule.timestepMap[index];
   }
 
+  /** One `ddim_sample` step; draws noise only when η > 0. */
   step(input: SchedulerStepInput): SchedulerStepOutput {
     const s = this.schedule;
     const i = input.index;

@@ -27,8 +27,11 @@ export interface IDDPMSchedulerOptions extends ScheduleSpec {
  * the last step too (and multiplied by 0), so replayed reference noise lines up.
  */
 export class IDDPMScheduler implements ResidualScheduler {
+  /** `"iddpm"`. */
   readonly name = "iddpm";
+  /** The respaced float64 schedule the coefficients come from. */
   readonly schedule: DiffusionSchedule;
+  /** `numSteps−1, …, 0`. */
   readonly indices: readonly number[];
   private readonly clip: boolean;
 
@@ -44,10 +47,12 @@ export class IDDPMScheduler implements ResidualScheduler {
     this.indices = descending(this.schedule.betas.length);
   }
 
+  /** `timestep_map[index]`. */
   modelTimestep(index: number): number {
     return this.schedule.timestepMap[index];
   }
 
+  /** One `p_sample` step; draws `[N, Cvae]` noise from `input.noise`. */
   step(input: SchedulerStepInput): SchedulerStepOutput {
     const s = this.schedule;
     const i = input.index;
