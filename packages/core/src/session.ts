@@ -15,14 +15,19 @@ export type DeviceChoice = Device | "auto";
 /**
  * Options for {@link createSession} and {@link SessionCache}.
  *
- * Memory findings behind the defaults (onnxruntime-node 1.30, CPU; measured by
- * `npm run bench -w @hart/core`, see packages/core/README.md):
- * - Weights passed as in-memory external data (what {@link GraphBuilder.weight} does) are **not
- *   copied** by onnxruntime: the session reads the caller's buffers.
- * - But by default onnxruntime *pre-packs* every constant MatMul/Gemm weight into its own layout,
- *   one private copy per session — a graph with 2.4 GB of MatMul weights then holds ≈ 2× that.
- *   {@link disablePrepacking} avoids the copy (weights stay shared between sessions) at some cost
- *   in speed for small batches.
+ * What weights cost in memory (onnxruntime-node 1.30, CPU, measured with 3 × 800 MB MatMul
+ * weights by `npm run bench -w @hart/core`; see packages/core/README.md):
+ * - **In-memory weights** ({@link GraphBuilder.weight}, passed as in-memory external data) are
+ *   **copied** by onnxruntime: every session holds a private copy of all its weights (+2.4 GB per
+ *   session, two sessions +4.8 GB) on top of the caller's buffers, whatever `disablePrepacking` or
+ *   `useEnvAllocators` say; creating the session peaks about one weight higher still. The caller's
+ *   buffers are only read while the session is created (later changes are not seen).
+ * - **File-backed weights** ({@link GraphBuilder.fileWeight}) are memory-mapped: with
+ *   {@link SessionOptions.disablePrepacking} a session adds ~0 private memory (+7 MB for 2.4 GB)
+ *   and any number of sessions share the file's page cache. With prepacking (the default) each
+ *   session again holds a private, re-laid-out copy of its MatMul/Gemm weights.
+ * - Prepacking is faster for MatMul with few rows: without it, measured 2–10× slower at 16 rows,
+ *   1.2–1.6× at 256–1024 rows, about equal at 1 row (noisy shared machine).
  */
 export interface SessionOptions {
   /** Execution provider (default `"cpu"`; `"auto"`: a GPU when the device probe says it is usable). */
@@ -38,15 +43,17 @@ export interface SessionOptions {
   /** Memory pattern planning (default true). */
   enableMemPattern?: boolean;
   /**
-   * Sets onnxruntime's `session.disable_prepacking`: constant MatMul/Gemm weights are used in place
-   * instead of being re-laid-out into a private per-session copy. Saves memory equal to the MatMul
-   * weights of the graph, per session (default false: prepack, which is faster).
+   * Sets onnxruntime's `session.disable_prepacking`: constant MatMul/Gemm weights are used as they
+   * are instead of being re-laid-out into a private per-session copy. With file-backed weights this
+   * removes the session's last private copy (zero-copy sessions sharing the file's pages); with
+   * in-memory weights it saves nothing (onnxruntime copies those anyway). Costs MatMul speed when
+   * few rows are multiplied (see above). Default false.
    */
   disablePrepacking?: boolean;
   /**
    * Sets onnxruntime's `session.use_env_allocators` (use allocators registered on the shared
-   * environment). onnxruntime-node registers none, so this measured as having no effect on peak
-   * memory; it is here for completeness and future versions.
+   * environment). onnxruntime-node registers none: measured without any effect on memory (the
+   * weights are still copied per session). Here for completeness and future versions.
    */
   useEnvAllocators?: boolean;
   /**
@@ -236,8 +243,9 @@ function nestConfig(config: Readonly<Record<string, string>>): Record<string, un
 
 /**
  * Compiles a built model into a session (settings from {@link resolveSessionOptions}).
- * Weights reach onnxruntime as in-memory external data, without copies; see
- * {@link SessionOptions.disablePrepacking} for the copy onnxruntime itself makes.
+ * In-memory weights reach onnxruntime as external data without a copy on the JS side, but
+ * onnxruntime copies them into the session; file-backed weights are memory-mapped. See
+ * {@link SessionOptions} for the measured costs.
  */
 export async function createSession(model: BuiltModel, options: SessionOptions = {}): Promise<Session> {
   const resolved = resolveSessionOptions(options);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { HartError } from "../src/errors";
 import { f, GraphBuilder } from "../src/graph/builder";
-import { layerNorm, rmsNorm } from "../src/graph/nn";
+import { layerNorm, linearOI, rmsNorm } from "../src/graph/nn";
 import { createRng } from "../src/rng";
 import { createSession, resolveDevice, resolveSessionOptions, setDeviceProbe } from "../src/session";
 import { SessionCache } from "../src/session-cache";
@@ -226,6 +226,41 @@ describe("weights as external data", () => {
     expect(() => g2.fileWeight({ file: join(other, "w.bin"), offset: 0, dtype: "float32", shape: [4] })).toThrow(
       /must live in one folder/,
     );
+  });
+});
+
+describe("linearOI", () => {
+  it("applies PyTorch-layout [out, in] weights (tensor or file-backed) to 3-D input, with bias", async () => {
+    const [B, L, I, O] = [2, 3, 40, 24];
+    const wOI = randn([O, I], 0.3);
+    const bias = randn([O], 0.1);
+    const dir = mkdtempSync(join(tmpdir(), "hart-core-linear-"));
+    try {
+      const file = join(dir, "w.bin");
+      writeFileSync(file, Buffer.from(wOI.data.buffer));
+      const g = new GraphBuilder("linear-oi");
+      const x = g.input("x", "float32", [B, L, I]);
+      g.output(linearOI(g, x, wOI, bias), "fromTensor");
+      g.output(linearOI(g, x, g.fileWeight({ file, offset: 0, dtype: "float32", shape: [O, I] })), "fromFile");
+      const xs = randn([B, L, I]);
+      const session = await createSession(g.build(), { disablePrepacking: true });
+      const out = await session.run({ x: xs });
+      await session.release();
+      const w = f64(wOI);
+      const wIO = new Float64Array(I * O).map((_, k) => w[(k % O) * I + Math.floor(k / O)]);
+      const ref = matmul(f64(xs), wIO, B * L, I, O);
+      expect(out.fromTensor.shape).toEqual([B, L, O]);
+      expect(
+        relErr(
+          "linearOI (tensor, bias)",
+          out.fromTensor,
+          ref.map((v, k) => v + bias.data[k % O]),
+        ),
+      ).toBeLessThanOrEqual(1e-5);
+      expect(relErr("linearOI (file-backed)", out.fromFile, ref)).toBeLessThanOrEqual(1e-5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

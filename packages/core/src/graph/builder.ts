@@ -88,9 +88,10 @@ export interface ValueSpec {
 /**
  * A built model: the serialized ModelProto plus the weight bytes it refers to
  * as in-memory external data. The weights are views of the caller's tensors
- * (never copied here), so graphs of any total size can be built: onnxruntime
- * reads them through `sessionOptions.externalData` (see `createSession` for
- * what onnxruntime itself does with them).
+ * (never copied here), so graphs of any total size can be built (no 2 GB
+ * protobuf limit): onnxruntime reads them through `sessionOptions.externalData`
+ * — and copies them into each session (see `SessionOptions` for the measured
+ * costs, and {@link GraphBuilder.fileWeight} for weights that are not copied).
  */
 export interface BuiltModel {
   /** The graph's name (used in error messages). */
@@ -226,9 +227,9 @@ export class GraphBuilder {
   /**
    * Adds a weight tensor as an initializer (once per tensor object: a second call with the same
    * object returns the first value, whatever `name` says) and returns its value. Tensors of at
-   * least `externalThreshold` bytes are not copied: the model refers to them as in-memory
-   * external data, a view of `t.data`, so the caller must not modify them while a session
-   * built from this graph is alive.
+   * least `externalThreshold` bytes are not copied here: the model refers to them as in-memory
+   * external data, a view of `t.data` (do not modify it until the sessions are created; onnxruntime
+   * then holds its own copy per session — see `SessionOptions`).
    */
   weight(t: Tensor, name?: string): Value {
     const known = this.weightNames.get(t);

@@ -28,6 +28,18 @@ export function linear(g: GraphBuilder, x: Value, wIO: Tensor, b?: Tensor): Valu
   return b ? g.op("Add", [y, g.weight(b)]) : y;
 }
 
+/**
+ * `x @ wOIᵀ (+ b)` with the weight in PyTorch `Linear.weight` layout `[out, in]`, so no transposed
+ * copy is made: `com.microsoft` FusedMatMul with `transB = 1` (runs on CPU, any rank of `x`).
+ * `wOI` is a tensor or a value, e.g. from {@link GraphBuilder.fileWeight} — with
+ * `disablePrepacking` the session then uses the checkpoint file's pages directly.
+ */
+export function linearOI(g: GraphBuilder, x: Value, wOI: Tensor | Value, b?: Tensor): Value {
+  const w = typeof wOI === "string" ? wOI : g.weight(wOI);
+  const y = g.op("FusedMatMul", [x, w], { transB: 1, alpha: f(1) }, { domain: "com.microsoft" });
+  return b ? g.op("Add", [y, g.weight(b)]) : y;
+}
+
 /** `x · sigmoid(x)`. */
 export function silu(g: GraphBuilder, x: Value): Value {
   return g.op("Mul", [x, g.op("Sigmoid", [x])]);
