@@ -127,7 +127,9 @@ describe("distributions (1e5 draws, bounds ≈ 5 standard errors)", () => {
     expect(Math.abs(variance(z) - 1)).toBeLessThan(0.025);
     const tail = z.filter((v) => Math.abs(v) > 1.959964).length / n;
     expect(Math.abs(tail - 0.05)).toBeLessThan(0.0035);
-    const t: Tensor<"float32"> = createRng(2).normal([10, 3]);
+    // The NoiseSource contract of @hart/residual-diffusion, checked by the type checker.
+    const source: { normal(shape: readonly number[]): Tensor<"float32"> } = createRng(2);
+    const t: Tensor<"float32"> = source.normal([10, 3]);
     expect(t.shape).toEqual([10, 3]);
     expect(Array.from(t.data)).toEqual(Array.from(z.subarray(0, 30)));
     // An odd count drops the last sine of its final pair.
