@@ -145,12 +145,18 @@ export class ResidualDiffusion implements ResidualSampler {
    * `diffloss.net.*` tensors of its checkpoint (`model.safetensors` or
    * `pytorch_model.bin`), with `ema_model.bin` loaded over them when `useEma`
    * (the default, as in the official sampler). Only the head's tensors are read.
+   * Also takes an in-memory `{ stateDict, config }` (see {@link fromStateDict}).
    */
-  static async fromPretrained(llmDir: string, options: ResidualDiffusionOptions = {}): Promise<ResidualDiffusion> {
+  static async fromPretrained(
+    source: string | { stateDict: StateDict; config: ModelConfig | DiffusionHeadConfig },
+    options: ResidualDiffusionOptions = {},
+  ): Promise<ResidualDiffusion> {
+    if (typeof source !== "string") return ResidualDiffusion.fromStateDict(source.stateDict, source.config, options);
+    const llmDir = source;
     emitProgress(options.onProgress, { stage: "load", message: "residual diffusion head", file: llmDir });
     const config = readConfig(llmDir);
     const sd = loadStateDict(llmDir, { prefix: DIFFUSION_PREFIX });
-    let source = llmDir;
+    let from = llmDir;
     if (options.useEma ?? true) {
       if (!existsSync(join(llmDir, "ema_model.bin"))) {
         throw new HartError(
@@ -159,9 +165,9 @@ export class ResidualDiffusion implements ResidualSampler {
         );
       }
       for (const [k, t] of loadStateDict(llmDir, { file: "ema_model.bin", prefix: DIFFUSION_PREFIX })) sd.set(k, t);
-      source = `${llmDir} (ema_model.bin over the base weights)`;
+      from = `${llmDir} (ema_model.bin over the base weights)`;
     }
-    return ResidualDiffusion.fromStateDict(sd, config, { ...options, source });
+    return ResidualDiffusion.fromStateDict(sd, config, { ...options, source: from });
   }
 
   /**

@@ -68,7 +68,7 @@ describe.runIf(SET)("ResidualDiffusion on a golden set", () => {
         tensor("float16", t.shape, Uint16Array.from(t.data as Float32Array, float32ToFloat16Bits)),
       ]),
     );
-    const net16 = ResidualDiffusion.fromStateDict(half, readConfig(llmDir(SET)));
+    const net16 = await ResidualDiffusion.fromPretrained({ stateDict: half, config: readConfig(llmDir(SET)) });
     const t = Array.from(c.tensors.get("mlp.t")!.data as BigInt64Array, Number);
     const out = await net16.net.forward(
       c.tensors.get("mlp.x") as Tensor<"float32">,
