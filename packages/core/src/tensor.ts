@@ -106,10 +106,18 @@ export function reshape<D extends DType>(t: Tensor<D>, shape: readonly number[])
   return tensor(t.dtype, resolved, t.data);
 }
 
+// One shared float32 slot and its bits, so a conversion allocates nothing (it runs once per weight element).
+const F32_SCRATCH = new Float32Array(1);
+const U32_SCRATCH = new Uint32Array(F32_SCRATCH.buffer);
+
 /** float32 → IEEE half bits (round to nearest even). */
 export function float32ToFloat16Bits(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer)[0];
+  F32_SCRATCH[0] = x;
+  return halfFromFloat32Bits(U32_SCRATCH[0]);
+}
+
+/** The IEEE half bits of the float32 whose bits are `u` (round to nearest even). */
+function halfFromFloat32Bits(u: number): number {
   const sign = (u >>> 16) & 0x8000;
   const exp = (u >>> 23) & 0xff;
   let mant = u & 0x7fffff;
@@ -172,8 +180,9 @@ export function toFloat32(t: Tensor): Tensor<"float32"> {
 export function toFloat16(t: Tensor): Tensor<"float16"> {
   if (t.dtype === "float16") return t as Tensor<"float16">;
   const src = toFloat32(t).data;
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = float32ToFloat16Bits(src[i]);
+  for (let i = 0; i < src.length; i++) out[i] = halfFromFloat32Bits(bits[i]);
   return tensor("float16", t.shape, out);
 }
 
