@@ -55,7 +55,7 @@ beforeAll(async () => {
     queue,
     config,
     assets: loadAssets(client),
-    limits: { maxPromptChars: MAX_PROMPT_CHARS },
+    limits: () => ({ maxPromptChars: MAX_PROMPT_CHARS }),
     allowedHosts: new Set(["127.0.0.1", "localhost", "[::1]"]),
     heartbeatMs: 50,
     log: () => {},

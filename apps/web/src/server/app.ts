@@ -14,7 +14,8 @@ export interface AppOptions {
   config: () => ServerConfig;
   /** The built page, from {@link loadAssets}. */
   assets: Map<string, Asset>;
-  limits: RequestLimits;
+  /** Limits requests are checked against (a function: the prompt budget is known once the model is loaded). */
+  limits: () => RequestLimits;
   /**
    * Host names accepted in the Host header (e.g. localhost, 127.0.0.1, [::1] for a loopback server), so a
    * web page on another origin cannot reach the server through DNS rebinding. Undefined accepts any host.
@@ -68,7 +69,7 @@ export function hostName(hostHeader: string): string {
  * - anything else: a file of the built page, or 404.
  */
 export function createApp(options: AppOptions): Hono {
-  const { queue, assets, limits } = options;
+  const { queue, assets } = options;
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const log = options.log ?? ((m: string) => console.error(m));
   const app = new Hono();
@@ -100,7 +101,7 @@ export function createApp(options: AppOptions): Hono {
       } catch {
         return jsonError(c, 400, "body is not valid JSON");
       }
-      const result = validateGenerateBody(body, limits, options.drawSeed);
+      const result = validateGenerateBody(body, options.limits(), options.drawSeed);
       if (!result.ok) return jsonError(c, 400, result.message);
       try {
         const job = queue.submit(result.settings);

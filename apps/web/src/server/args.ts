@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { DEFAULT_MAX_QUEUE, DEFAULT_MAX_TOKEN_LENGTH } from "../shared/protocol";
+import { DEFAULT_MAX_QUEUE } from "../shared/protocol";
+import type { PreviewMode } from "./worker-protocol";
 
 /** Settings of the web server, from its command line. */
 export interface ServerArgs {
@@ -11,8 +12,7 @@ export interface ServerArgs {
   port: number;
   maxQueue: number;
   threads?: number;
-  preview: boolean;
-  maxTokenLength: number;
+  preview: PreviewMode;
   blocklist?: string[];
   promptFilterModule?: string;
   localFilesOnly: boolean;
@@ -30,8 +30,8 @@ Options:
   --port N                port (default 7860; 0 picks a free one)
   --max-queue N           jobs that may wait behind the running one (default ${DEFAULT_MAX_QUEUE}); more get 429
   --threads N             onnxruntime intra-op threads (default: onnxruntime's choice)
-  --no-preview            do not stream a preview of the image after each scale
-  --max-token-length N    prompt tokens (default ${DEFAULT_MAX_TOKEN_LENGTH}); prompts may be 4 characters per token long
+  --preview MODE          picture after each scale: linear (default; a cheap latent→RGB map, approximate),
+                          decode (the real decoder on the latent so far: exact, one decoder run per scale), off
   --blocklist FILE        prompt-safety hook: a prompt containing a listed word (one per line) is replaced
                           by "A red heart." like the release demo
   --prompt-filter MODULE  prompt-safety hook: an ES module whose default export is a PromptFilter
@@ -64,8 +64,7 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs | undefined
         port: { type: "string" },
         "max-queue": { type: "string" },
         threads: { type: "string" },
-        "no-preview": { type: "boolean" },
-        "max-token-length": { type: "string" },
+        preview: { type: "string" },
         blocklist: { type: "string" },
         "prompt-filter": { type: "string" },
         offline: { type: "boolean" },
@@ -94,6 +93,10 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs | undefined
     }
   }
   const filterModule = str("prompt-filter");
+  const preview = (str("preview") ?? "linear") as PreviewMode;
+  if (!["linear", "decode", "off"].includes(preview)) {
+    throw new UsageError(`--preview must be linear, decode or off, got "${preview}"`);
+  }
   return {
     model,
     textModel: str("text-model"),
@@ -101,8 +104,7 @@ export function parseServerArgs(argv: readonly string[]): ServerArgs | undefined
     port: int("port", str("port"), 0, 65535) ?? 7860,
     maxQueue: int("max-queue", str("max-queue"), 0, 10_000) ?? DEFAULT_MAX_QUEUE,
     threads: int("threads", str("threads"), 1, 1024),
-    preview: values["no-preview"] !== true,
-    maxTokenLength: int("max-token-length", str("max-token-length"), 1, 100_000) ?? DEFAULT_MAX_TOKEN_LENGTH,
+    preview,
     blocklist,
     promptFilterModule: filterModule ? resolve(filterModule) : undefined,
     localFilesOnly: values.offline === true,

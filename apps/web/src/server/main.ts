@@ -4,6 +4,7 @@ import { serve } from "@hono/node-server";
 import {
   CFG_RANGE,
   CHARS_PER_TOKEN,
+  DEFAULT_MAX_TOKEN_LENGTH,
   EXAMPLE_PROMPTS,
   MAX_IMAGES,
   MAX_SEED,
@@ -44,19 +45,20 @@ async function main(): Promise<void> {
     textModel: args.textModel,
     threads: args.threads,
     preview: args.preview,
-    maxTokenLength: args.maxTokenLength,
     blocklist: args.blocklist,
     promptFilterModule: args.promptFilterModule,
     localFilesOnly: args.localFilesOnly,
   });
   const queue = new JobQueue(runner, { maxWaiting: args.maxQueue });
-  const maxPromptChars = args.maxTokenLength * CHARS_PER_TOKEN;
+  // The prompt budget is the transformer's context length, known once the model is loaded; until then the
+  // release's 300 tokens (the text encoder truncates anything longer anyway).
+  const maxPromptChars = () => (runner.info?.maxTokenLength ?? DEFAULT_MAX_TOKEN_LENGTH) * CHARS_PER_TOKEN;
   const config = (): ServerConfig => ({
     ready: runner.info !== undefined,
     loadError: runner.loadError,
     model: runner.info?.model ?? args.model,
     imageSize: runner.info?.imageSize,
-    maxPromptChars,
+    maxPromptChars: maxPromptChars(),
     maxImages: MAX_IMAGES,
     maxQueue: args.maxQueue,
     maxSeed: MAX_SEED,
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
     queue,
     config,
     assets,
-    limits: { maxPromptChars },
+    limits: () => ({ maxPromptChars: maxPromptChars() }),
     allowedHosts: LOOPBACK.has(args.host) ? new Set(["127.0.0.1", "localhost", "[::1]"]) : undefined,
   });
 

@@ -77,35 +77,41 @@ export class LatentPreviewer {
     return new LatentPreviewer(solve(ata, aty, K, 3), C, H);
   }
 
-  /**
-   * The preview of image `b` of a batch: `fHatBCHW` `[B, Cvae, HW, HW]`, plus optionally the last scale's
-   * `lastHBLC` `[B, HW², Cvae]` (added as the pipeline does before the diffusion residual).
-   */
-  render(fHatBCHW: Tensor<"float32">, lastHBLC?: Tensor<"float32">, b = 0): RgbImage {
-    const [B, C, H, W] = fHatBCHW.shape;
-    if (C !== this.channels || b < 0 || b >= B) {
-      throw new HartError(
-        "shape",
-        `preview: f_hat [${fHatBCHW.shape}] (image ${b}) does not fit ${this.channels} channels`,
-      );
+  /** The preview of a single latent `[1, Cvae, HW, HW]` (see {@link imageLatent}) as an HW × HW RGB image. */
+  render(latent1CHW: Tensor<"float32">): RgbImage {
+    const [one, C, H, W] = latent1CHW.shape;
+    if (one !== 1 || C !== this.channels) {
+      throw new HartError("shape", `preview: latent [${latent1CHW.shape}], expected [1, ${this.channels}, HW, HW]`);
     }
     const P = H * W;
-    const f = fHatBCHW.data;
-    const h = lastHBLC?.data;
+    const f = latent1CHW.data;
     const w = this.weights;
     const out = new Uint8Array(P * 3);
     for (let p = 0; p < P; p++) {
       for (let k = 0; k < 3; k++) {
         let v = w[C * 3 + k];
-        for (let c = 0; c < C; c++) {
-          const latent = f[(b * C + c) * P + p] + (h ? h[(b * P + p) * C + c] : 0);
-          v += latent * w[c * 3 + k];
-        }
+        for (let c = 0; c < C; c++) v += f[c * P + p] * w[c * 3 + k];
         out[p * 3 + k] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
       }
     }
     return { width: W, height: H, data: out };
   }
+}
+
+/**
+ * Image `b`'s latent so far, `[1, Cvae, HW, HW]`: f_hat after some scale, plus, once the last scale is sampled,
+ * its codes `lastHBLC` `[B, HW², Cvae]` (what the pipeline adds before the diffusion residual).
+ */
+export function imageLatent(fHatBCHW: Tensor<"float32">, lastHBLC?: Tensor<"float32">, b = 0): Tensor<"float32"> {
+  const [B, C, H, W] = fHatBCHW.shape;
+  if (b < 0 || b >= B) throw new HartError("argument", `preview: image ${b} of a batch of ${B}`);
+  const P = H * W;
+  const out = fHatBCHW.data.slice(b * C * P, (b + 1) * C * P);
+  if (lastHBLC) {
+    const h = lastHBLC.data;
+    for (let p = 0; p < P; p++) for (let c = 0; c < C; c++) out[c * P + p] += h[(b * P + p) * C + c];
+  }
+  return tensor("float32", [1, C, H, W], out);
 }
 
 /** Solves `M X = R` for `X` (`M` `[n, n]` symmetric positive definite, `R` `[n, m]`) by Gaussian elimination. */

@@ -2,6 +2,13 @@
 import type { GenerateSettings } from "../shared/protocol";
 import type { GeneratedImage, RunnerEvent } from "./queue";
 
+/**
+ * Previews after each scale: `"linear"` maps the latent so far to RGB with an affine map fitted to the decoder
+ * at load (cheap, approximate, latent resolution); `"decode"` runs the real decoder on it (exact but a full
+ * decoder run per scale); `"off"` sends none.
+ */
+export type PreviewMode = "linear" | "decode" | "off";
+
 /** What the worker loads (passed as `workerData`). */
 export interface WorkerConfig {
   /** HART model folder (`llm/` + `tokenizer/`) or hub repo id. */
@@ -10,10 +17,8 @@ export interface WorkerConfig {
   textModel?: string;
   /** onnxruntime intra-op threads (undefined: onnxruntime's default). */
   threads?: number;
-  /** Stream a preview of the image after each scale. */
-  preview: boolean;
-  /** Prompt tokens (the release's 300). */
-  maxTokenLength: number;
+  /** The preview streamed after each scale (see {@link PreviewMode}). */
+  preview: PreviewMode;
   /** Words that make a prompt unsafe (the pipeline's blocklist filter), if any. */
   blocklist?: string[];
   /** An ES module whose default export is a `PromptFilter` (or a function returning one), if any. */
@@ -28,6 +33,8 @@ export interface ModelInfo {
   model: string;
   /** Output image side in pixels. */
   imageSize: number;
+  /** Prompt tokens the transformer takes (`context_token` of llm/config.json; the release's 300). */
+  maxTokenLength: number;
   /** Whether a prompt filter is active. */
   safetyCheck: boolean;
 }

@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
-import { encodePng, HartError, type Tensor } from "@hart/core";
+import { encodePng, HartError, type Tensor, tensorToImages } from "@hart/core";
 import {
   blocklistFilter,
   DEMO_SAFE_PROMPT,
@@ -13,8 +13,8 @@ import {
   type PipelineProgressEvent,
   type PromptFilter,
 } from "@hart/pipeline";
-import type { GenerateSettings } from "../shared/protocol";
-import { LatentPreviewer } from "./preview";
+import { DEFAULT_MAX_TOKEN_LENGTH, type GenerateSettings } from "../shared/protocol";
+import { imageLatent, LatentPreviewer } from "./preview";
 import { errorMessage, type RunnerEvent } from "./queue";
 import type { FromWorker, ToWorker, WorkerConfig } from "./worker-protocol";
 
@@ -50,7 +50,14 @@ async function loadPromptFilter(): Promise<PromptFilter | undefined> {
   };
 }
 
-async function load(): Promise<{ pipeline: HartPipeline; previewer: LatentPreviewer }> {
+interface Loaded {
+  pipeline: HartPipeline;
+  previewer: LatentPreviewer;
+  /** The transformer's prompt length: prompts are padded or truncated to it. */
+  maxTokenLength: number;
+}
+
+async function load(): Promise<Loaded> {
   const promptFilter = await loadPromptFilter();
   const pipeline = await HartPipeline.fromPretrained({
     model: config.model,
@@ -68,49 +75,71 @@ async function load(): Promise<{ pipeline: HartPipeline; previewer: LatentPrevie
     },
   });
   const previewer = await LatentPreviewer.fit(pipeline.tokenizer);
+  const contextTokens = pipeline.paths?.llmConfig.context_token;
+  const maxTokenLength = typeof contextTokens === "number" ? contextTokens : DEFAULT_MAX_TOKEN_LENGTH;
   post({
     type: "ready",
-    info: { model: pipeline.paths?.root ?? config.model, imageSize: previewer.imageSize, safetyCheck: !!promptFilter },
+    info: {
+      model: pipeline.paths?.root ?? config.model,
+      imageSize: previewer.imageSize,
+      maxTokenLength,
+      safetyCheck: !!promptFilter,
+    },
   });
-  return { pipeline, previewer };
+  return { pipeline, previewer, maxTokenLength };
 }
 
-/** Pipeline progress → the page's progress events (transformer steps count scales from 1). */
-function toRunnerEvent(e: PipelineProgressEvent, scales: number): RunnerEvent | undefined {
-  if (e.stage === "ar") {
-    if (e.phase === "start") return { type: "progress", stage: "transformer", step: 0, steps: scales };
-    if (e.phase === "step" && e.scale !== undefined) {
-      return { type: "progress", stage: "transformer", step: e.scale + 1, steps: e.scales ?? scales };
-    }
-    return undefined;
-  }
-  return e.phase === "start" ? { type: "progress", stage: e.stage } : undefined;
+/**
+ * Pipeline progress → the page's progress events: each stage's start, and its steps (the transformer's scales,
+ * counted from 1, and any steps other stages report). The transformer is called "transformer" on the page.
+ */
+export function toRunnerEvent(e: PipelineProgressEvent, scales: number): RunnerEvent | undefined {
+  const stage = e.stage === "ar" ? "transformer" : e.stage;
+  if (e.phase === "start")
+    return e.stage === "ar" ? { type: "progress", stage, step: 0, steps: scales } : { type: "progress", stage };
+  if (e.phase === "step" && e.step !== undefined) return { type: "progress", stage, step: e.step, steps: e.total };
+  return undefined;
 }
 
 async function generate(
-  pipeline: HartPipeline,
-  previewer: LatentPreviewer,
+  { pipeline, previewer, maxTokenLength }: Loaded,
   id: number,
   settings: GenerateSettings,
   signal: AbortSignal,
 ): Promise<void> {
   const emit = (event: RunnerEvent) => post({ type: "event", id, event });
   const scales = pipeline.tokenizer.quantizer.patchNums.length;
-  const preview = (scale: number, fHat: Tensor<"float32">, lastH?: Tensor<"float32">) => {
-    const img = previewer.render(fHat, lastH);
-    const dataUrl = `data:image/png;base64,${Buffer.from(encodePng(img)).toString("base64")}`;
-    emit({ type: "preview", scale, scales, width: img.width, height: img.height, dataUrl });
+  // Previews of the first image: the cheap latent→RGB map, or a real decode of the latent so far.
+  const render =
+    config.preview === "decode"
+      ? async (latent: Tensor<"float32">) => tensorToImages(await pipeline.tokenizer.decode(latent))[0]
+      : async (latent: Tensor<"float32">) => previewer.render(latent);
+  let previews = Promise.resolve();
+  let failedPreview = false;
+  const preview = (scale: number, latent: Tensor<"float32">) => {
+    previews = previews
+      .then(() => (signal.aborted ? undefined : render(latent)))
+      .then((img) => {
+        if (!img) return;
+        const dataUrl = `data:image/png;base64,${Buffer.from(encodePng(img)).toString("base64")}`;
+        emit({ type: "preview", scale, scales, width: img.width, height: img.height, dataUrl });
+      })
+      .catch((error: unknown) => {
+        // A preview is a nicety: report the first failure, never fail the job for it.
+        if (!failedPreview) post({ type: "log", message: `hart web: preview failed: ${errorMessage(error)}` });
+        failedPreview = true;
+      });
   };
   let fHat: Tensor<"float32"> | undefined;
-  // The transformer's trace hook hands over f_hat after each scale (and the last scale's codes), which is what
-  // the preview shows; it is only installed when previews are on.
+  // The transformer's trace hook hands over f_hat after each scale and the last scale's codes (it is only
+  // installed when previews are on).
   const trace = (name: string, value: Tensor) => {
     const scale = /^s(\d+)\.f_hat$/.exec(name);
     if (scale) {
       fHat = value as Tensor<"float32">;
-      preview(Number(scale[1]) + 1, fHat);
+      preview(Number(scale[1]) + 1, imageLatent(fHat));
     } else if (name === "last.h" && fHat) {
-      preview(scales, fHat, value as Tensor<"float32">);
+      preview(scales, imageLatent(fHat, value as Tensor<"float32">));
     }
   };
   const result = await pipeline.generate({
@@ -118,22 +147,19 @@ async function generate(
     seed: settings.seed,
     cfg: settings.cfg,
     moreSmooth: settings.moreSmooth,
-    maxTokenLength: config.maxTokenLength,
+    maxTokenLength,
     signal,
     onProgress: (e) => {
       const event = toRunnerEvent(e, scales);
       if (event) emit(event);
     },
-    transformerOptions: config.preview ? { trace } : undefined,
+    transformerOptions: config.preview === "off" ? undefined : { trace },
   });
+  await previews;
   post({
     type: "done",
     id,
-    images: result.images.map((img) => ({
-      png: encodePng({ width: img.width, height: img.height, data: img.rgb8 }),
-      width: img.width,
-      height: img.height,
-    })),
+    images: result.images.map((img) => ({ png: encodePng(img), width: img.width, height: img.height })),
     promptReplaced: result.replacedPrompts.length > 0,
   });
 }
@@ -149,7 +175,7 @@ port.on("message", (message: ToWorker) => {
   const controller = new AbortController();
   controllers.set(message.id, controller);
   loaded
-    .then(({ pipeline, previewer }) => generate(pipeline, previewer, message.id, message.settings, controller.signal))
+    .then((model) => generate(model, message.id, message.settings, controller.signal))
     .catch((error: unknown) => {
       const aborted = controller.signal.aborted || (error instanceof HartError && error.code === "aborted");
       post({ type: "error", id: message.id, message: errorMessage(error), aborted });
