@@ -8,7 +8,7 @@ export {
 } from "./qwen2-encoder";
 export { buildQwen2Part, PART_IO, type Qwen2LayerWeights, type Qwen2PartWeights, ropeInvFreq } from "./qwen2-graph";
 export { HART_SYSTEM_PROMPT } from "./system-prompt";
-export type { EncodedPrompts, EncodeOptions, TextEncoder, TextEncoderLoadOptions, TextEncoderProgress } from "./types";
+export type { EncodedPrompts, EncodeOptions, TextEncoder, TextEncoderLoadOptions } from "./types";
 export {
   checkpointSource,
   layerKeys,

@@ -1,6 +1,14 @@
 import { join } from "node:path";
 import type { StateDict } from "@hart/core";
-import { createSession, HartError, type Session, type SessionOptions, type Tensor, tensor } from "@hart/core";
+import {
+  createSession,
+  emitProgress,
+  HartError,
+  type Session,
+  type SessionOptions,
+  type Tensor,
+  tensor,
+} from "@hart/core";
 import { type Qwen2Config, readQwen2Config } from "./config";
 import { PromptTokenizer } from "./prompt-tokenizer";
 import { buildQwen2Part, PART_IO } from "./qwen2-graph";
@@ -131,9 +139,12 @@ export class Qwen2TextEncoder implements TextEncoder {
     const sessionOptions: SessionOptions = {
       device: options.device,
       intraOpThreads: options.intraOpThreads,
+      // Many sessions run one after another: an arena per session would keep each one's activations resident.
+      enableCpuMemArena: false,
       ...(dtype === "float32" ? {} : SIXTEEN_BIT_SESSION),
     };
     const parts: Part[] = [];
+    const started = performance.now();
     try {
       for (const plan of plans) {
         const model = buildQwen2Part(config, takePart(config, plan, source, dtype, options.sourceName ?? "weights"));
@@ -141,7 +152,14 @@ export class Qwen2TextEncoder implements TextEncoder {
           plan,
           session: await createSession(model, { ...sessionOptions, label: `text encoder part ${parts.length}` }),
         });
-        options.onProgress?.({ stage: "load", done: parts.length, total: plans.length });
+        const layers = plan.numLayers > 0 ? `layers ${plan.firstLayer}-${plan.firstLayer + plan.numLayers - 1}` : "";
+        emitProgress(options.onProgress, {
+          stage: "text-encoder:load",
+          step: parts.length,
+          total: plans.length,
+          message: `part ${parts.length}/${plans.length}: ${[plan.embed ? "embedding" : "", layers, plan.finalNorm ? "final norm" : ""].filter(Boolean).join(", ")}`,
+          elapsedSeconds: (performance.now() - started) / 1000,
+        });
       }
     } catch (err) {
       for (const p of parts) await p.session.release();

@@ -5,10 +5,11 @@
  * 1.5B-parameter model can be compiled part by part (see `Qwen2TextEncoder`).
  *
  * Activations are float32 throughout. Projections use the checkpoint's
- * PyTorch layout `[out, in]` as is (Gemm with transB), so no weight is ever
- * transposed; 16-bit weights are cast to float32 right before use.
+ * PyTorch layout `[out, in]` as is (`linearOI`: a matmul with transB), so no
+ * weight is ever transposed; 16-bit weights are cast to float32 right before
+ * use.
  */
-import { type BuiltModel, GraphBuilder, rmsNorm, silu, type Tensor, tensor, type Value } from "@hart/core";
+import { type BuiltModel, GraphBuilder, linearOI, rmsNorm, silu, type Tensor, tensor, type Value } from "@hart/core";
 import type { Qwen2Config } from "./config";
 
 /** The weights of one decoder layer (PyTorch layouts, `[out, in]` for projections). */
@@ -56,17 +57,14 @@ export const PART_IO = {
 
 const FLOAT = 1; // ONNX TensorProto.FLOAT
 
-/** float32 of a weight stored as float32, float16 or bfloat16. */
-function asFloat(g: GraphBuilder, t: Tensor): Value {
-  const w = g.weight(t);
-  return t.dtype === "float32" ? w : g.op("Cast", [w], { to: FLOAT });
+/** A projection weight as a float32 value: as stored, or cast from its 16-bit storage right before use. */
+function asFloat(g: GraphBuilder, t: Tensor): Tensor | Value {
+  return t.dtype === "float32" ? t : g.op("Cast", [g.weight(t)], { to: FLOAT });
 }
 
-/** PyTorch `Linear` on a 2-D input: `x @ w.T (+ b)` with `w` as stored (`[out, in]`). */
+/** PyTorch `Linear`: `x @ w.T (+ b)` with `w` as stored (`[out, in]`, never transposed). */
 function linear(g: GraphBuilder, xND: Value, w: Tensor, b?: Tensor): Value {
-  const inputs = [xND, asFloat(g, w)];
-  if (b) inputs.push(asFloat(g, b));
-  return g.op("Gemm", inputs, { transB: 1 });
+  return linearOI(g, xND, asFloat(g, w), b);
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { Device, Tensor } from "@hart/core";
+import type { Device, OnProgress, Tensor } from "@hart/core";
 
 /**
  * Prompts encoded the way HART's `encode_prompts` returns them: everything is
@@ -38,16 +38,6 @@ export interface TextEncoder {
   release(): Promise<void>;
 }
 
-/** A progress report of loading (`stage: "load"`: one per compiled part of the model). */
-export interface TextEncoderProgress {
-  /** What is happening. */
-  stage: "load";
-  /** Parts done so far. */
-  done: number;
-  /** Parts in all. */
-  total: number;
-}
-
 /** Options of {@link Qwen2TextEncoder.fromPretrained} and {@link Qwen2TextEncoder.fromWeights}. */
 export interface TextEncoderLoadOptions {
   /** Where the graphs run (default `"cpu"`). */
@@ -68,8 +58,11 @@ export interface TextEncoderLoadOptions {
    * two parts. Smaller parts: lower peak, more sessions.
    */
   partBytes?: number;
-  /** Called after each compiled part. */
-  onProgress?: (event: TextEncoderProgress) => void;
+  /**
+   * Called after each compiled part with `{ stage: "text-encoder:load", step, total, message, elapsedSeconds }`
+   * (`step` of `total` parts done).
+   */
+  onProgress?: OnProgress;
   /** The system prompt text (default {@link HART_SYSTEM_PROMPT}). */
   systemPrompt?: string;
 }

@@ -131,7 +131,7 @@ describe("Qwen2TextEncoder.encode", () => {
     const split = await Qwen2TextEncoder.fromWeights(config, weights, {
       tokenizer: encoder.tokenizer!,
       partBytes: 1,
-      onProgress: (e) => parts.push(e.done),
+      onProgress: (e) => parts.push(e.step!),
     });
     try {
       expect(parts).toEqual([1, 2, 3]); // embedding, layer 0, layer 1 + final norm
