@@ -50,9 +50,13 @@ type PhiConv = { weight: Tensor<"float32">; bias: Tensor<"float32"> };
  * transformer drives) plus encoder-side quantisation and index → latent helpers.
  */
 export class HartQuantizer implements ScaleQuantizer {
+  /** The scale schedule (config `v_patch_nums` or the `patchNums` option). */
   readonly patchNums: readonly number[];
+  /** Codebook size V. */
   readonly vocabSize: number;
+  /** Latent channels Cvae. */
   readonly latentChannels: number;
+  /** The codebook `[V, Cvae]` (`quantize.embedding.weight`). */
   readonly codebook: Tensor<"float32">;
   /** The Phi mixing ratio r (|quant_resi|). */
   readonly phiRatio: number;
@@ -107,6 +111,7 @@ export class HartQuantizer implements ScaleQuantizer {
     return out.h as Tensor<"float32">;
   }
 
+  /** {@inheritDoc ScaleQuantizer.nextScaleInput} */
   async nextScaleInput(
     si: number,
     fHatBCHW: Tensor<"float32">,

@@ -43,6 +43,7 @@ export interface EncodedImagesWithDebug extends EncodedImages {
  * ```
  */
 export class HartTokenizer implements ImageTokenizer {
+  /** The multi-scale residual quantizer (what the AR transformer drives). */
   readonly quantizer: HartQuantizer;
   /** The model's configuration (from `config.json`). */
   readonly config: TokenizerConfig;
@@ -115,6 +116,10 @@ export class HartTokenizer implements ImageTokenizer {
     return this.quantizer.latentSide * this.downsampleFactor;
   }
 
+  /**
+   * Encodes images `[B, 3, S, S]` in [−1, 1] (S = {@link HartTokenizer.imageSize}): the latent
+   * `f`, the indices per scale and the continuous residual (see {@link EncodedImagesWithDebug}).
+   */
   async encode(imagesB3HW: Tensor<"float32">): Promise<EncodedImagesWithDebug> {
     const S = this.imageSize;
     checkFloatTensor(imagesB3HW, "encode(images)", [null, 3, S, S], `[B, 3, ${S}, ${S}] (RGB in [-1, 1])`);
@@ -138,6 +143,7 @@ export class HartTokenizer implements ImageTokenizer {
     };
   }
 
+  /** `decoder(post_quant_conv(fHat)).clamp(−1, 1)`: `[B, Cvae, HW, HW]` → `[B, 3, S, S]` in [−1, 1]. */
   async decode(fHatBCHW: Tensor<"float32">): Promise<Tensor<"float32">> {
     const HW = this.quantizer.latentSide;
     checkFloatTensor(fHatBCHW, "decode(fHat)", [null, this.config.zChannels, HW, HW], "[B, Cvae, HW, HW]");
@@ -145,10 +151,12 @@ export class HartTokenizer implements ImageTokenizer {
     return (await runPerImage(await this.graph("decoder"), "fHat", fHatBCHW)).image;
   }
 
+  /** Discrete-only image from per-scale indices `[B, pn*pn]` (Phi on every scale, the last included). */
   async indicesToImage(indices: Tensor<"int64">[]): Promise<Tensor<"float32">> {
     return this.decode(await this.quantizer.indicesToFHat(indices));
   }
 
+  /** encode → decode: hybrid (codes + residual, = `decode(f)`) by default, codes only with `discreteOnly`. */
   async reconstruct(imagesB3HW: Tensor<"float32">, opts: { discreteOnly?: boolean } = {}): Promise<Tensor<"float32">> {
     const enc = await this.encode(imagesB3HW);
     if (opts.discreteOnly) return this.indicesToImage(enc.indices);

@@ -21,6 +21,10 @@ export interface ScaleQuantizer {
    *
    * `fHatBCHW` is `[B, Cvae, HW, HW]`, `hBChw` is `[B, Cvae, pn, pn]` with `pn = patchNums[si]`.
    * Does not mutate its inputs.
+   *
+   * The last-scale form follows the base VAR quantizer (and `idxBl_to_fhat`); HART's hybrid
+   * quantizer adds the last scale without Phi, which HART's sampler does itself (it never calls
+   * this at `si = SN-1`).
    */
   nextScaleInput(
     si: number,

@@ -121,6 +121,3 @@ export function upsample2x(g: GraphBuilder, x: Value, w: Weights, prefix: string
 export function downsample2x(g: GraphBuilder, x: Value, w: Weights, prefix: string, C: number): Value {
   return conv2d(g, x, w, `${prefix}.conv`, { cin: C, cout: C, k: 3, stride: 2, pads: [0, 0, 1, 1] });
 }
-
-/** swish, re-exported under the name the official code uses. */
-export const swish = silu;
