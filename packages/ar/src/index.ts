@@ -1,5 +1,6 @@
 export * from "./config";
 export * from "./plan";
+export { type RandomTransformerWeightsOptions, randomTransformerStateDict } from "./random-weights";
 export * from "./sampling";
 export * from "./transformer";
 export * from "./types";

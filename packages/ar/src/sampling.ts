@@ -3,8 +3,7 @@
  * token sampler) and their defaults (seeded multinomial after top-k/top-p,
  * replay of recorded draws).
  */
-import * as core from "@hart/core";
-import { HartError, type Session, type Tensor, tensor } from "@hart/core";
+import { createRng, HartError, numel, type Session, type Tensor, tensor } from "@hart/core";
 
 /** The random draws the scale loop takes. Replace it to control or record randomness. */
 export interface RandomSource {
@@ -162,13 +161,18 @@ export async function filterLogits(
   return { filteredBLV: out.filtered as Tensor<"float32">, probsBLV: out.probs as Tensor<"float32"> };
 }
 
-/** The default random source: core's seeded generator. */
-export function seededRandom(seed: number): RandomSource {
-  const createRng = (core as Record<string, unknown>).createRng as ((seed: number) => any) | undefined;
-  if (!createRng) throw new HartError("unavailable", "seeded sampling needs createRng from @hart/core");
-  const rng = createRng(seed);
+/**
+ * The default random source: core's seeded generator (`createRng`), one
+ * stream per kind of draw (`split("ar.uniform")`, `split("ar.gumbel")`), so
+ * turning `moreSmooth` on does not change the uniform draws. The generator is
+ * pure integer arithmetic: same seed, same draws on every JavaScript runtime.
+ */
+export function seededRandom(seed: number | bigint): RandomSource {
+  const root = createRng(seed);
+  const uniform = root.split("ar.uniform");
+  const gumbel = root.split("ar.gumbel");
   return {
-    uniform: (count) => rng.uniform(new Float32Array(count)),
-    gumbel: (shape) => tensor("float32", shape, rng.gumbel(new Float32Array(shape.reduce((a, b) => a * b, 1)))),
+    uniform: (count) => uniform.uniform(count),
+    gumbel: (shape) => tensor("float32", shape, gumbel.gumbel(numel(shape))),
   };
 }

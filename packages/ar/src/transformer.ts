@@ -6,16 +6,19 @@
  * next-scale input, and the last scale's conditioning for the residual diffusion.
  */
 import {
+  type BuiltModel,
   createSession,
   type Device,
+  emitProgress,
   HartError,
+  type OnProgress,
+  type ProgressEvent,
   readConfig,
   type Session,
   type SessionOptions,
   type StateDict,
   type Tensor,
   tensor,
-  transpose2d,
   zeros,
 } from "@hart/core";
 import type { ScaleQuantizer } from "@hart/tokenizer";
@@ -37,18 +40,18 @@ import {
   seededRandom,
   type TokenSampler,
 } from "./sampling";
-import type { ARResult, GenerateOptions, TextContext, Transformer } from "./types";
+import type { ARProgressEvent, ARResult, GenerateOptions, TextContext, Transformer } from "./types";
 import { type LoadWeightsOptions, loadTransformerStateDict, WeightReader } from "./weights";
 
 /** Load-time progress: one event per compiled graph. */
-export interface ARLoadProgressEvent {
-  stage: "ar-load";
+export interface ARLoadProgressEvent extends ProgressEvent {
+  readonly stage: "ar:load";
+  /** Graphs compiled so far. */
+  readonly step: number;
+  /** Graphs to compile. */
+  readonly total: number;
   /** The graph just compiled (`prologue`, `block 3`, …). */
-  graph: string;
-  /** Graphs compiled so far and in total. */
-  done: number;
-  total: number;
-  [key: string]: unknown;
+  readonly graph: string;
 }
 
 /** Options of {@link HartTransformer.fromStateDict}. */
@@ -195,17 +198,21 @@ export class HartTransformer implements Transformer {
     const sessionDefaults: SessionOptions = {
       device: options.device,
       intraOpThreads: options.intraOpThreads,
+      // Every graph runs at a new shape per scale; per-session arenas would each keep the largest
+      // scale's activations (one arena per block), so allocations go straight to the system.
+      enableCpuMemArena: false,
       ...options.sessionOptions,
     };
     const modulated = blocksAreModulated(cfg);
     const total = cfg.depth + 5 + (cfg.useTimestepEmbed ? 1 : 0);
     let done = 0;
-    const compile = async (graph: string, build: () => Parameters<typeof createSession>[0]) => {
+    const compile = async (graph: string, build: () => BuiltModel) => {
       const session = await createSession(build(), { ...sessionDefaults, label: `hart transformer ${graph}` });
-      options.onProgress?.({ stage: "ar-load", graph, done: ++done, total });
+      const event: ARLoadProgressEvent = { stage: "ar:load", step: ++done, total, graph, message: `compiled ${graph}` };
+      emitProgress(options.onProgress as OnProgress | undefined, event);
       return session;
     };
-    const lin = (key: string, out: number, inp: number) => transpose2d(w.take(`${key}.weight`, [out, inp]));
+    const lin = (key: string, out: number, inp: number) => w.take(`${key}.weight`, [out, inp]);
     const vec = (key: string, n: number) => w.take(key, [n]);
 
     // level embeddings per scale (and gpt2's absolute positions)
@@ -214,9 +221,9 @@ export class HartTransformer implements Transformer {
     if (cfg.useTimestepEmbed) {
       const session = await compile("level embedding", () =>
         buildLevelGraph(cfg, {
-          fc1IO: lin("lvl_embed.mlp.0", C, 256),
+          fc1OI: lin("lvl_embed.mlp.0", C, 256),
           fc1B: vec("lvl_embed.mlp.0.bias", C),
-          fc2IO: lin("lvl_embed.mlp.2", C, C),
+          fc2OI: lin("lvl_embed.mlp.2", C, C),
           fc2B: vec("lvl_embed.mlp.2.bias", C),
         }),
       );
@@ -242,15 +249,15 @@ export class HartTransformer implements Transformer {
 
     const prologueW: PrologueWeights = {
       contextNormW: cfg.useContextNorm ? vec("context_norm.weight", cfg.contextDim) : undefined,
-      contextEmbedIO: lin("context_embed", C, cfg.contextDim),
+      contextEmbedOI: lin("context_embed", C, cfg.contextDim),
       contextEmbedB: vec("context_embed.bias", C),
       posStart: cfg.attnType === "gpt2" ? w.take("pos_start", [1, cfg.contextToken, C]) : undefined,
-      headAdaIO: lin("head_nm.ada_lin.1", 2 * C, C),
+      headAdaOI: lin("head_nm.ada_lin.1", 2 * C, C),
       headAdaB: vec("head_nm.ada_lin.1.bias", 2 * C),
     };
     if (!cfg.disableAln) {
       prologueW.blocks = Array.from({ length: cfg.depth }, (_, i) => ({
-        adaIO: lin(`blocks.${i}.ada_lin.1`, 6 * C, C),
+        adaOI: lin(`blocks.${i}.ada_lin.1`, 6 * C, C),
         adaB: vec(`blocks.${i}.ada_lin.1.bias`, 6 * C),
       }));
     } else if (cfg.sharedAln) {
@@ -275,22 +282,21 @@ export class HartTransformer implements Transformer {
       if (cfg.mlpType === "llama") {
         const gate = lin(`${p}.ffn.gate_proj`, hidden, C);
         const up = lin(`${p}.ffn.up_proj`, hidden, C);
-        const gateUp = new Float32Array(C * 2 * hidden);
-        for (let r = 0; r < C; r++) {
-          gateUp.set(gate.data.subarray(r * hidden, (r + 1) * hidden), r * 2 * hidden);
-          gateUp.set(up.data.subarray(r * hidden, (r + 1) * hidden), r * 2 * hidden + hidden);
-        }
+        // one [2·hidden, C] product instead of two
+        const gateUp = new Float32Array(2 * hidden * C);
+        gateUp.set(gate.data, 0);
+        gateUp.set(up.data, hidden * C);
         ffn = {
           kind: "llama",
-          gateUpIO: tensor("float32", [C, 2 * hidden], gateUp),
-          downIO: lin(`${p}.ffn.down_proj`, C, hidden),
+          gateUpOI: tensor("float32", [2 * hidden, C], gateUp),
+          downOI: lin(`${p}.ffn.down_proj`, C, hidden),
         };
       } else {
         ffn = {
           kind: "gpt2",
-          fc1IO: lin(`${p}.ffn.fc1`, hidden, C),
+          fc1OI: lin(`${p}.ffn.fc1`, hidden, C),
           fc1B: vec(`${p}.ffn.fc1.bias`, hidden),
-          fc2IO: lin(`${p}.ffn.fc2`, C, hidden),
+          fc2OI: lin(`${p}.ffn.fc2`, C, hidden),
           fc2B: vec(`${p}.ffn.fc2.bias`, C),
         };
       }
@@ -305,9 +311,9 @@ export class HartTransformer implements Transformer {
         );
       }
       const bw: BlockWeights = {
-        qkvIO: lin(attn, 3 * C, C),
+        qkvOI: lin(attn, 3 * C, C),
         qkvBias: tensor("float32", [3 * C], qkvBias),
-        projIO: lin(`${p}.attn.proj`, C, C),
+        projOI: lin(`${p}.attn.proj`, C, C),
         projB: vec(`${p}.attn.proj.bias`, C),
         normW: cfg.attnType === "llama" ? vec(`${p}.ln_wo_grad.weight`, C) : undefined,
         ffn,
@@ -318,16 +324,16 @@ export class HartTransformer implements Transformer {
     const head = await compile("head", () =>
       buildHeadGraph(cfg, {
         normW: cfg.attnType === "llama" ? vec("head_nm.ln_wo_grad.weight", C) : undefined,
-        headIO: lin("head", V, C),
+        headOI: lin("head", V, C),
         headB: vec("head.bias", V),
       }),
     );
-    const wordIO = lin("word_embed", C, Cvae);
+    const wordOI = lin("word_embed", C, Cvae);
     const wordB = vec("word_embed.bias", C);
-    const embed = await compile("embed", () => buildEmbedGraph(cfg, wordIO, wordB));
+    const embed = await compile("embed", () => buildEmbedGraph(cfg, wordOI, wordB));
     const cond = await compile("diffusion condition", () =>
       buildCondGraph(cfg, {
-        wordIO,
+        wordOI,
         wordB,
         normW: vec("decoder_norm.weight", C),
         normB: cfg.attnType === "gpt2" ? vec("decoder_norm.bias", C) : undefined,
@@ -345,7 +351,7 @@ export class HartTransformer implements Transformer {
   }
 
   /** A graph without weights of its own, compiled on first use. */
-  private lazySession(key: string, build: () => Parameters<typeof createSession>[0]): Promise<Session> {
+  private lazySession(key: string, build: () => BuiltModel): Promise<Session> {
     let s = this.lazy.get(key);
     if (!s) {
       s = createSession(build(), { ...this.sessionDefaults, label: `hart transformer ${key}` });
@@ -643,13 +649,7 @@ export class HartTransformer implements Transformer {
       begin += pnNext * pnNext;
       x = embedded.x as Tensor<"float32">;
       trace?.(`s${si + 1}.x_in`, x);
-      options.onProgress?.({
-        stage: "ar",
-        scale: si,
-        scales: SN,
-        tokens: si === 0 ? 1 : pn * pn,
-        ms: performance.now() - started,
-      });
+      reportScale(options.onProgress, si, SN, si === 0 ? 1 : pn * pn, started);
     }
 
     // the last scale: the released code keeps the previous scale's ratio here
@@ -661,6 +661,12 @@ export class HartTransformer implements Transformer {
     const condAll = new Float32Array(N * lastTokens * C);
     const discreteAll = trace ? new Float32Array(B * lastTokens * C) : undefined;
     const orders = iters > 1 ? maskgitOrders(random, B, lastTokens) : undefined;
+    if (orders && trace) {
+      const all = new BigInt64Array(B * lastTokens);
+      for (const [b, order] of orders.entries())
+        for (let j = 0; j < lastTokens; j++) all[b * lastTokens + j] = BigInt(order[j]);
+      trace("last.orders", tensor("int64", [B, lastTokens], all));
+    }
     let masked = lastTokens;
     for (let step = 0; step < iters; step++) {
       signal?.throwIfAborted();
@@ -683,8 +689,9 @@ export class HartTransformer implements Transformer {
         si,
       );
       const { logits, guided } = await headRun(hidden, t);
-      if (logits && iters === 1) trace?.(`s${si}.logits`, logits);
-      if (iters === 1) trace?.(`s${si}.logits_cfg`, guided);
+      const name = iters === 1 ? `s${si}` : `s${si}.iter${step}`;
+      if (logits) trace?.(`${name}.logits`, logits);
+      trace?.(`${name}.logits_cfg`, guided);
       const { idx, h, codes } = await sampleScale(plan[si], guided, positions);
       const cond = await this.sessions.cond.run({ hidden, codes }, trace ? ["cond", "discrete"] : ["cond"]);
       // scatter this iteration's tokens to their grid positions
@@ -712,7 +719,7 @@ export class HartTransformer implements Transformer {
     trace?.("last.h", lastHBLC);
     if (discreteAll) trace?.("last.discrete_cond", tensor("float32", [B, lastTokens, C], discreteAll));
     trace?.("last.stage_cond", tensor("float32", [N, lastTokens, C], condAll));
-    options.onProgress?.({ stage: "ar", scale: si, scales: SN, tokens: lastTokens, ms: performance.now() - started });
+    reportScale(options.onProgress, si, SN, lastTokens, started);
     return {
       indices,
       fHatBCHW: fHat,
@@ -736,6 +743,27 @@ export class HartTransformer implements Transformer {
     this.lazy.clear();
     for (const s of all) await s?.release();
   }
+}
+
+/** Emits the progress event of a finished scale. */
+function reportScale(
+  onProgress: ((e: ARProgressEvent) => void) | undefined,
+  si: number,
+  scales: number,
+  tokens: number,
+  started: number,
+): void {
+  const event: ARProgressEvent = {
+    stage: "ar",
+    step: si + 1,
+    total: scales,
+    scale: si,
+    scales,
+    tokens,
+    elapsedSeconds: (performance.now() - started) / 1000,
+    message: `scale ${si + 1}/${scales}`,
+  };
+  emitProgress(onProgress as OnProgress | undefined, event);
 }
 
 /** `x[:, -1:]` of a `[N, l, D]` tensor. */

@@ -2,7 +2,7 @@
  * The public contract of `@hart/ar` (INTERFACES.md): what a transformer takes
  * and returns, independent of the implementation.
  */
-import type { Tensor } from "@hart/core";
+import type { ProgressEvent, Tensor } from "@hart/core";
 import type { RandomSource, ReplayDraws, TokenSampler } from "./sampling";
 
 /**
@@ -18,18 +18,21 @@ export interface TextContext {
   positionIds: Tensor<"int64">;
 }
 
-/** Progress of {@link Transformer.generate}: one event per finished scale. */
-export interface ARProgressEvent {
-  stage: "ar";
-  /** Index of the scale just finished. */
-  scale: number;
+/** Progress of {@link Transformer.generate}: one event per finished scale (core's `ProgressEvent` shape). */
+export interface ARProgressEvent extends ProgressEvent {
+  readonly stage: "ar";
+  /** Scales finished (1-based). */
+  readonly step: number;
   /** Number of scales. */
-  scales: number;
+  readonly total: number;
+  /** Index of the scale just finished. */
+  readonly scale: number;
+  /** Number of scales (same as `total`). */
+  readonly scales: number;
   /** Tokens generated at this scale per image. */
-  tokens: number;
-  /** Wall time of this scale in ms. */
-  ms: number;
-  [key: string]: unknown;
+  readonly tokens: number;
+  /** Wall time of this scale in seconds. */
+  readonly elapsedSeconds: number;
 }
 
 /** Options of one generation. Defaults reproduce the official `autoregressive_infer_cfg`. */

@@ -11,7 +11,7 @@ import {
   GraphBuilder,
   geluTanh,
   layerNorm,
-  linear,
+  linearOI,
   rmsNorm,
   silu,
   type Tensor,
@@ -20,24 +20,24 @@ import {
 import type { HartTransformerConfig } from "../config";
 import { headDim } from "../config";
 
-/** The FFN weights, `[in, out]` layout. */
+/** The FFN weights, PyTorch `[out, in]` layout. */
 export type FfnWeights =
-  | { kind: "llama"; gateUpIO: Tensor<"float32">; downIO: Tensor<"float32"> }
+  | { kind: "llama"; gateUpOI: Tensor<"float32">; downOI: Tensor<"float32"> }
   | {
       kind: "gpt2";
-      fc1IO: Tensor<"float32">;
+      fc1OI: Tensor<"float32">;
       fc1B: Tensor<"float32">;
-      fc2IO: Tensor<"float32">;
+      fc2OI: Tensor<"float32">;
       fc2B: Tensor<"float32">;
     };
 
-/** One block's weights, `[in, out]` layout for every linear layer. */
+/** One block's weights, PyTorch `[out, in]` layout for every linear layer. */
 export interface BlockWeights {
   /** `qkv_proj` / `mat_qkv` `[C, 3C]`. */
-  qkvIO: Tensor<"float32">;
+  qkvOI: Tensor<"float32">;
   /** `cat(q_bias, zero_k_bias, v_bias)` `[3C]`. */
   qkvBias: Tensor<"float32">;
-  projIO: Tensor<"float32">;
+  projOI: Tensor<"float32">;
   projB: Tensor<"float32">;
   /** `ln_wo_grad.weight` (RMSNorm keeps one even without affine); absent for LayerNorm. */
   normW?: Tensor<"float32">;
@@ -122,7 +122,7 @@ export function buildBlockGraph(
 
   // attention
   const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] });
-  const qkv = linear(g, h1, w.qkvIO, w.qkvBias);
+  const qkv = linearOI(g, h1, w.qkvOI, w.qkvBias);
   let [q, k, v] = g.opMulti("Split", [qkv, g.ints([C, C, C])], { axis: -1 }, { outputs: 3 });
   if (cfg.attnL2Norm) {
     q = l2PerHead(g, q, H, hd, w.l2Scale);
@@ -142,7 +142,7 @@ export function buildBlockGraph(
     { num_heads: H, scale: f(scale) },
     { domain: "com.microsoft" },
   );
-  let o = linear(g, attn, w.projIO, w.projB);
+  let o = linearOI(g, attn, w.projOI, w.projB);
   if (mods) o = g.op("Mul", [o, mods[0]]);
   const x1 = g.op("Add", [x, o]);
 
@@ -150,16 +150,16 @@ export function buildBlockGraph(
   const h2 = modulatedNorm(g, cfg, x1, w, mods && { scale: mods[3], shift: mods[5] });
   let ff: Value;
   if (w.ffn.kind === "llama") {
-    const hidden = w.ffn.downIO.shape[0];
+    const hidden = w.ffn.downOI.shape[1];
     const [gate, up] = g.opMulti(
       "Split",
-      [linear(g, h2, w.ffn.gateUpIO), g.ints([hidden, hidden])],
+      [linearOI(g, h2, w.ffn.gateUpOI), g.ints([hidden, hidden])],
       { axis: -1 },
       { outputs: 2 },
     );
-    ff = linear(g, g.op("Mul", [silu(g, gate), up]), w.ffn.downIO);
+    ff = linearOI(g, g.op("Mul", [silu(g, gate), up]), w.ffn.downOI);
   } else {
-    ff = linear(g, geluTanh(g, linear(g, h2, w.ffn.fc1IO, w.ffn.fc1B)), w.ffn.fc2IO, w.ffn.fc2B);
+    ff = linearOI(g, geluTanh(g, linearOI(g, h2, w.ffn.fc1OI, w.ffn.fc1B)), w.ffn.fc2OI, w.ffn.fc2B);
   }
   if (mods) ff = g.op("Mul", [ff, mods[1]]);
   const y = g.op("Add", [x1, ff]);

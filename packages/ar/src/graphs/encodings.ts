@@ -3,7 +3,7 @@
  * float32-exact arithmetic (+, −, ×, ÷); every transcendental function runs
  * here in onnxruntime, so the tables are identical on every JavaScript runtime.
  */
-import { type BuiltModel, GraphBuilder, linear, silu, type Tensor, tensor } from "@hart/core";
+import { type BuiltModel, GraphBuilder, linearOI, silu, type Tensor, tensor } from "@hart/core";
 import type { HartTransformerConfig } from "../config";
 
 /** −ln(10000) rounded to float32, the `max_period` factor of the sinusoidal embeddings. */
@@ -40,9 +40,9 @@ export function buildRopeGraph(hd: number, theta = 10000): BuiltModel {
  */
 export function buildLevelGraph(
   cfg: HartTransformerConfig,
-  w: { fc1IO: Tensor<"float32">; fc1B: Tensor<"float32">; fc2IO: Tensor<"float32">; fc2B: Tensor<"float32"> },
+  w: { fc1OI: Tensor<"float32">; fc1B: Tensor<"float32">; fc2OI: Tensor<"float32">; fc2B: Tensor<"float32"> },
 ): BuiltModel {
-  const half = w.fc1IO.shape[0] / 2;
+  const half = w.fc1OI.shape[1] / 2;
   const arg = new Float32Array(half);
   for (let i = 0; i < half; i++) arg[i] = Math.fround(Math.fround(NEG_LN_10000 * i) / half);
   const g = new GraphBuilder("hart-level-embed");
@@ -50,7 +50,7 @@ export function buildLevelGraph(
   const freqs = g.op("Exp", [g.weight(tensor("float32", [1, half], arg))]);
   const a = g.op("Mul", [level, freqs]);
   const emb = g.op("Concat", [g.op("Cos", [a]), g.op("Sin", [a])], { axis: 1 });
-  const y = linear(g, silu(g, linear(g, emb, w.fc1IO, w.fc1B)), w.fc2IO, w.fc2B);
+  const y = linearOI(g, silu(g, linearOI(g, emb, w.fc1OI, w.fc1B)), w.fc2OI, w.fc2B);
   g.output(y, "lvl", "float32", ["S", cfg.embedDim]);
   return g.build();
 }

@@ -3,7 +3,7 @@
  * guidance, the next scale's input embedding, and the last scale's
  * conditioning for the residual diffusion.
  */
-import { type BuiltModel, GraphBuilder, layerNorm, linear, rmsNorm, type Tensor } from "@hart/core";
+import { type BuiltModel, GraphBuilder, layerNorm, linearOI, rmsNorm, type Tensor } from "@hart/core";
 import type { HartTransformerConfig } from "../config";
 import { blockNorm } from "./block";
 
@@ -11,7 +11,7 @@ import { blockNorm } from "./block";
 export interface HeadWeights {
   /** `head_nm.ln_wo_grad.weight` (RMSNorm only). */
   normW?: Tensor<"float32">;
-  headIO: Tensor<"float32">;
+  headOI: Tensor<"float32">;
   headB: Tensor<"float32">;
 }
 
@@ -24,7 +24,7 @@ export interface HeadWeights {
  */
 export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights): BuiltModel {
   const C = cfg.embedDim;
-  const V = w.headIO.shape[1];
+  const V = w.headOI.shape[0];
   const g = new GraphBuilder("hart-head");
   const x = g.input("x", "float32", ["N", "l", C]);
   const mod = g.input("headMod", "float32", ["N", 2, C]);
@@ -32,7 +32,7 @@ export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights): Buil
   const cfgB = g.input("cfgB", "float32", [1]);
   const [scale, shift] = g.opMulti("Split", [mod, g.ints([1, 1])], { axis: 1 }, { outputs: 2 });
   const h = g.op("Add", [g.op("Mul", [blockNorm(g, cfg, x, w.normW), g.op("Add", [scale, g.scalar(1)])]), shift]);
-  const logits = linear(g, h, w.headIO, w.headB);
+  const logits = linearOI(g, h, w.headOI, w.headB);
   const [cond, uncond] = g.opMulti("Split", [logits], { axis: 0, num_outputs: 2 }, { outputs: 2 });
   const guided = g.op("Sub", [g.op("Mul", [cond, cfgA]), g.op("Mul", [uncond, cfgB])]);
   g.output(logits, "logits", "float32", ["N", "l", V]);
@@ -48,23 +48,23 @@ export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights): Buil
  */
 export function buildEmbedGraph(
   cfg: HartTransformerConfig,
-  wordIO: Tensor<"float32">,
+  wordOI: Tensor<"float32">,
   wordB: Tensor<"float32">,
 ): BuiltModel {
   const C = cfg.embedDim;
-  const Cvae = wordIO.shape[0];
+  const Cvae = wordOI.shape[1];
   const g = new GraphBuilder("hart-embed");
   const next = g.input("next", "float32", ["B", Cvae, "pn", "pn"]);
   const lvl = g.input("lvl", "float32", [1, "l1", C]);
   const tokens = g.op("Transpose", [g.op("Reshape", [next, g.ints([0, 0, -1])])], { perm: [0, 2, 1] });
-  const x = g.op("Add", [linear(g, tokens, wordIO, wordB), lvl]);
+  const x = g.op("Add", [linearOI(g, tokens, wordOI, wordB), lvl]);
   g.output(g.op("Concat", [x, x], { axis: 0 }), "x", "float32", ["N", "l", C]);
   return g.build();
 }
 
 /** Weights of the diffusion-conditioning graph. */
 export interface CondWeights {
-  wordIO: Tensor<"float32">;
+  wordOI: Tensor<"float32">;
   wordB: Tensor<"float32">;
   /** `decoder_norm` weight (and bias for LayerNorm). */
   normW: Tensor<"float32">;
@@ -80,11 +80,11 @@ export interface CondWeights {
  */
 export function buildCondGraph(cfg: HartTransformerConfig, w: CondWeights): BuiltModel {
   const C = cfg.embedDim;
-  const Cvae = w.wordIO.shape[0];
+  const Cvae = w.wordOI.shape[1];
   const g = new GraphBuilder("hart-diffusion-cond");
   const hidden = g.input("hidden", "float32", ["N", "l", C]);
   const codes = g.input("codes", "float32", ["B", "l", Cvae]);
-  const d = linear(g, codes, w.wordIO, w.wordB);
+  const d = linearOI(g, codes, w.wordOI, w.wordB);
   const z = g.op("Add", [hidden, g.op("Concat", [d, d], { axis: 0 })]);
   const cond =
     cfg.attnType === "llama" ? rmsNorm(g, z, cfg.normEps, w.normW) : layerNorm(g, z, cfg.normEps, C, w.normW, w.normB);

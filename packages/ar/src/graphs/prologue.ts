@@ -4,22 +4,22 @@
  * scale's input (the context tokens), and every adaLN modulation (the blocks'
  * when they have one, and `head_nm`'s from the max-pooled context).
  */
-import { type BuiltModel, GraphBuilder, linear, rmsNorm, silu, type Tensor, type Value } from "@hart/core";
+import { type BuiltModel, GraphBuilder, linearOI, rmsNorm, silu, type Tensor, type Value } from "@hart/core";
 import type { HartTransformerConfig } from "../config";
 
-/** Weights of the prologue graph (`[in, out]` layout for linear layers). */
+/** Weights of the prologue graph (PyTorch `[out, in]` layout for linear layers). */
 export interface PrologueWeights {
   /** `context_norm.weight` `[Dc]` when `use_context_norm`. */
   contextNormW?: Tensor<"float32">;
-  contextEmbedIO: Tensor<"float32">;
+  contextEmbedOI: Tensor<"float32">;
   contextEmbedB: Tensor<"float32">;
   /** `pos_start` `[1, T, C]` (gpt2 attention only). */
   posStart?: Tensor<"float32">;
   /** `head_nm.ada_lin.1` `[C, 2C]`, `[2C]`. */
-  headAdaIO: Tensor<"float32">;
+  headAdaOI: Tensor<"float32">;
   headAdaB: Tensor<"float32">;
   /** Per-block modulation source: `ada_lin.1` weights (adaLN) or `scale_shift_table` `[6, C]` (shared_aln). */
-  blocks?: { adaIO: Tensor<"float32">; adaB: Tensor<"float32"> }[] | { table: Tensor<"float32"> }[];
+  blocks?: { adaOI: Tensor<"float32">; adaB: Tensor<"float32"> }[] | { table: Tensor<"float32"> }[];
 }
 
 /** `context_pooling`: masked mean (`(x·m / max(Σm, 1)).sum(1)`) or max over all tokens. */
@@ -52,20 +52,20 @@ export function buildPrologueGraph(cfg: HartTransformerConfig, w: PrologueWeight
   const zeros = g.op("ConstantOfShape", [g.op("Shape", [context])]);
   const both = g.op("Concat", [context, zeros], { axis: 0 });
   const normed = w.contextNormW ? rmsNorm(g, both, cfg.normEps, w.contextNormW) : both;
-  const cond = linear(g, normed, w.contextEmbedIO, w.contextEmbedB);
+  const cond = linearOI(g, normed, w.contextEmbedOI, w.contextEmbedB);
   const sos = w.posStart ? g.op("Add", [cond, g.weight(w.posStart)]) : cond;
   g.output(g.op("Add", [sos, lvl0]), "x0", "float32", ["N", cfg.contextToken, C]);
 
   // head_nm pools with max over every context token, whatever the mode
-  const headMod = linear(g, silu(g, pool(g, cond, "max")), w.headAdaIO, w.headAdaB);
+  const headMod = linearOI(g, silu(g, pool(g, cond, "max")), w.headAdaOI, w.headAdaB);
   g.output(g.op("Reshape", [headMod, g.ints([0, 2, C])]), "headMod", "float32", ["N", 2, C]);
 
   if (w.blocks) {
     const mods: Value[] = [];
     if (!cfg.disableAln) {
       const pooled = silu(g, pool(g, cond, cfg.sepAlnPoolingMode, mask));
-      for (const b of w.blocks as { adaIO: Tensor<"float32">; adaB: Tensor<"float32"> }[]) {
-        mods.push(g.op("Reshape", [linear(g, pooled, b.adaIO, b.adaB), g.ints([1, -1, 6, C])]));
+      for (const b of w.blocks as { adaOI: Tensor<"float32">; adaB: Tensor<"float32"> }[]) {
+        mods.push(g.op("Reshape", [linearOI(g, pooled, b.adaOI, b.adaB), g.ints([1, -1, 6, C])]));
       }
     } else {
       const pooled = g.op("Unsqueeze", [pool(g, cond, "avg", mask), g.ints([1])]); // [N, 1, C]

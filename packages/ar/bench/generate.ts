@@ -1,0 +1,181 @@
+/**
+ * Scale-loop bench: the release-shaped transformer (bench/release-config.json:
+ * depth 24, width 1536, 24 heads, SwiGLU, 300 context tokens; V 4096, Cvae 32)
+ * with random weights, B = 1 with classifier-free guidance, on CPU, for
+ * shortened schedules ending at 16 and 32 (256 px / 512 px worth of tokens).
+ * Each schedule runs in its own child process so its peak RSS is its own.
+ * Prints time per scale, total, achieved GFLOP/s (flops.ts) next to
+ * onnxruntime's plain MatMul rate measured here, and peak RSS next to
+ * weights + KV cache.
+ * Targets: ≥ 50 % of the MatMul rate; peak RSS ≤ 1.5 × (weights + KV cache).
+ *
+ *   npm run bench -w @hart/ar
+ *   npm run bench -w @hart/ar -- --ends 16 --runs 1 --depth 4     # quick check
+ *
+ * Options: --ends 16,32 (last side of each schedule), --runs 2 (the last run
+ * is timed), --threads N, --depth D (fewer blocks), --matmul 2048.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { createSession, GraphBuilder, type Tensor, tensor } from "@hart/core";
+import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
+import { HartTransformer, parseConfig, randomTransformerStateDict } from "../src/index";
+import { scaleFlops } from "./flops";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
+const runs = Math.max(1, Number(arg("runs", "2")));
+const GB = 1e9;
+
+/** The believed release schedule cut to end at `end`. */
+function schedule(release: number[], end: number): number[] {
+  return [...release.filter((p) => p < end), end];
+}
+
+function randomTensor(shape: number[], seed: number): Tensor<"float32"> {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < data.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    data[i] = (s / 2 ** 32 - 0.5) * 2;
+  }
+  return tensor("float32", shape, data);
+}
+
+/** Child: one schedule; prints one JSON line. */
+async function child(end: number): Promise<void> {
+  const raw = JSON.parse(readFileSync(new URL("./release-config.json", import.meta.url), "utf8"));
+  if (args.includes("--depth")) raw.depth = Number(arg("depth", "24"));
+  const patchNums = schedule(raw.patch_nums, end);
+  const cfg = parseConfig(raw, "bench/release-config.json");
+  const tokConfig = parseTokenizerConfig({
+    model_type: "hart_autoencoder_with_disc",
+    quantizer_type: "var_hybrid",
+    vocab_size: 4096,
+    z_channels: 32,
+    ch: 160,
+    ch_mult: [1, 1, 2, 2, 4],
+    v_patch_nums: patchNums,
+    quant_resi: 0.5,
+    share_quant_resi: 4,
+  });
+  const tokSd = randomTokenizerStateDict(tokConfig, { parts: [] });
+  const quantizer = HartQuantizer.fromWeights(
+    tokConfig,
+    { has: (k) => tokSd.has(k), get: (k) => tokSd.get(k) as Tensor<"float32"> },
+    { intraOpThreads: threads },
+  );
+  const V = tokConfig.vocabSize;
+  const sd = randomTransformerStateDict(cfg, { vocabSize: V, latentChannels: tokConfig.zChannels });
+  let weightBytes = 0;
+  for (const t of sd.values()) weightBytes += t.data.byteLength;
+  const t0 = performance.now();
+  const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, {
+    patchNums,
+    intraOpThreads: threads,
+    consumeWeights: true,
+  });
+  const loadS = (performance.now() - t0) / 1000;
+  const loadPeakRss = process.resourceUsage().maxRSS * 1024;
+  const loadedRss = process.memoryUsage().rss;
+
+  const B = 1;
+  const T = cfg.contextToken;
+  const valid = Math.min(T, 48);
+  const context = {
+    contextBLD: randomTensor([B, T, cfg.contextDim], 7),
+    mask: tensor(
+      "bool",
+      [B, T],
+      Uint8Array.from({ length: T }, (_, i) => (i < valid ? 1 : 0)),
+    ),
+    positionIds: tensor(
+      "int64",
+      [B, T],
+      BigInt64Array.from({ length: T }, (_, i) => BigInt(Math.min(i, valid - 1))),
+    ),
+  };
+  const runsMs: number[][] = [];
+  for (let r = 0; r < runs; r++) {
+    const ms: number[] = [];
+    await model.generate(context, { cfg: 4.5, seed: r, onProgress: (e) => ms.push(e.ms) });
+    runsMs.push(ms);
+  }
+  // FLOPs and cache size per scale
+  const N = 2 * B;
+  let past = 0;
+  const flops = patchNums.map((pn, si) => {
+    const l = si === 0 ? T : pn * pn;
+    const f = scaleFlops(cfg, V, N, l, past, si === 0 ? 1 : l);
+    past += l;
+    return f;
+  });
+  const cacheTokens = T + patchNums.slice(1, -1).reduce((a, p) => a + p * p, 0);
+  const kvBytes = cfg.depth * 2 * N * cacheTokens * cfg.embedDim * 4;
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  console.log(
+    JSON.stringify({ end, patchNums, loadS, runsMs, flops, weightBytes, kvBytes, peakRss, loadPeakRss, loadedRss }),
+  );
+  await model.release();
+}
+
+/** onnxruntime's plain float32 MatMul rate on an n×n×n product (best of 3 after a warm-up). */
+async function matmulRate(n: number): Promise<number> {
+  const g = new GraphBuilder("matmul_rate");
+  g.output(g.op("MatMul", [g.input("a", "float32", [n, n]), g.input("b", "float32", [n, n])]), "c");
+  const session = await createSession(g.build(), { intraOpThreads: threads });
+  const a = randomTensor([n, n], 3);
+  let best = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 4; r++) {
+    const t0 = performance.now();
+    await session.run({ a, b: a });
+    if (r > 0) best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  await session.release();
+  return (2 * n ** 3) / best / GB;
+}
+
+async function parent(): Promise<void> {
+  const ends = arg("ends", "16,32").split(",").map(Number);
+  const mm = await matmulRate(Number(arg("matmul", "2048")));
+  console.log(`onnxruntime MatMul rate: ${mm.toFixed(1)} GFLOP/s (threads: ${threads ?? "default"})`);
+  const self = fileURLToPath(import.meta.url);
+  for (const end of ends) {
+    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(end)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 24,
+    });
+    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const ms: number[] = r.runsMs[r.runsMs.length - 1];
+    console.log(`\nschedule [${r.patchNums}] (B = 1, cfg on; load ${r.loadS.toFixed(1)} s)`);
+    console.log("  scale  side  tokens     ms   GFLOP  GFLOP/s");
+    for (const [si, pn] of r.patchNums.entries()) {
+      const g = r.flops[si] / GB;
+      console.log(
+        `  ${String(si).padStart(5)} ${String(pn).padStart(5)} ${String(si === 0 ? "ctx" : pn * pn).padStart(7)} ${ms[si].toFixed(0).padStart(6)} ${g.toFixed(1).padStart(7)} ${(g / (ms[si] / 1000)).toFixed(1).padStart(8)}`,
+      );
+    }
+    const total = ms.reduce((a, b) => a + b, 0) / 1000;
+    const flops = r.flops.reduce((a: number, b: number) => a + b, 0);
+    const rate = flops / total / GB;
+    const budget = r.weightBytes + r.kvBytes;
+    console.log(
+      `  total ${total.toFixed(2)} s (runs: ${r.runsMs.map((m: number[]) => (m.reduce((a, b) => a + b, 0) / 1000).toFixed(2)).join(", ")} s), ` +
+        `${(flops / GB).toFixed(0)} GFLOP, ${rate.toFixed(1)} GFLOP/s = ${((100 * rate) / mm).toFixed(0)}% of MatMul (target ≥ 50%)`,
+    );
+    console.log(
+      `  peak RSS ${(r.peakRss / GB).toFixed(2)} GB; weights ${(r.weightBytes / GB).toFixed(2)} GB + KV cache ${(r.kvBytes / GB).toFixed(2)} GB → ` +
+        `${(r.peakRss / budget).toFixed(2)}× (target ≤ 1.5×); peak while loading ${(r.loadPeakRss / GB).toFixed(2)} GB, ` +
+        `RSS after loading ${(r.loadedRss / GB).toFixed(2)} GB`,
+    );
+  }
+}
+
+if (args.includes("--child")) await child(Number(arg("child", "16")));
+else await parent();

@@ -1,0 +1,33 @@
+/** The in-place KV cache keeps every row's tokens contiguous as scales are appended. */
+import { tensor } from "@hart/core";
+import { describe, expect, it } from "vitest";
+import { KVCache } from "../src/kv-cache";
+
+describe("KVCache", () => {
+  it("appends per-row token blocks in [N, P, C] order", () => {
+    const N = 3;
+    const C = 2;
+    const cache = new KVCache(1, N, C, 6);
+    const block = (l: number, tag: number) => {
+      const d = new Float32Array(N * l * C);
+      for (let n = 0; n < N; n++)
+        for (let j = 0; j < l; j++) for (let c = 0; c < C; c++) d[(n * l + j) * C + c] = tag + 100 * n + 10 * j + c;
+      return tensor("float32", [N, l, C], d);
+    };
+    const expected: number[][] = Array.from({ length: N }, () => []);
+    for (const [l, tag] of [
+      [1, 1000],
+      [2, 2000],
+      [3, 3000],
+    ]) {
+      const k = block(l, tag);
+      cache.append(0, k, block(l, tag + 5));
+      for (let n = 0; n < N; n++) expected[n].push(...k.data.slice(n * l * C, (n + 1) * l * C));
+    }
+    const past = cache.past(0);
+    expect(past.k.shape).toEqual([N, 6, C]);
+    expect(Array.from(past.k.data)).toEqual(expected.flat());
+    expect(past.v.data[0]).toBe(1005);
+    expect(() => cache.append(0, block(1, 0), block(1, 0))).toThrow(/exceed/);
+  });
+});
