@@ -1,4 +1,5 @@
 export { parseTokenizerConfig, readTokenizerConfig, type TokenizerConfig } from "./config";
+export { imageToUnit } from "./image";
 export { linspace, nearestTick, phiTicks } from "./phi";
 export { HartQuantizer, type QuantizedLatent, type QuantizerOptions } from "./quantizer";
 export { type RandomWeightsOptions, randomTokenizerStateDict } from "./random-weights";

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { decodePng, encodePng, imagesToTensor, tensorToImages } from "@hart/core";
 import { describe, expect, it } from "vitest";
-import { HartTokenizer } from "../src/index";
+import { HartTokenizer, imageToUnit } from "../src/index";
 import { GOLDEN_DIR, goldenSets } from "./helpers";
 import { relErr } from "./reference";
 
@@ -46,7 +46,10 @@ describe.runIf(set)("round trip of a PNG through the golden tiny tokenizer", () 
     expect(hybrid.shape).toEqual(image.shape);
     expect(hybrid.data.every((v) => v >= -1 && v <= 1)).toBe(true);
 
-    // The reconstruction is a valid image again.
+    // [0, 1] as the official sampler returns it, and a valid image again.
+    const unit = imageToUnit(hybrid);
+    expect(unit.data[5]).toBe(Math.fround(hybrid.data[5] + 1) * 0.5);
+    expect(unit.data.every((v) => v >= 0 && v <= 1)).toBe(true);
     const png = encodePng(tensorToImages(hybrid)[0]);
     expect(decodePng(png).width).toBe(tok.imageSize);
     await tok.release();
