@@ -16,6 +16,7 @@ import type {
   TextEncoder,
   Transformer,
 } from "./components";
+import { seededNoise } from "./noise";
 import { type FromPretrainedOptions, loadPretrainedComponents, type PretrainedPaths } from "./pretrained";
 import { applyPromptFilter, type PromptFilter, type UnsafePromptReplacement } from "./prompts";
 
@@ -96,7 +97,11 @@ export interface GenerateRequest {
   moreSmooth?: boolean;
   /** Prepend the release's system prompt to each prompt for encoding (default true). */
   useSystemPrompt?: boolean;
-  /** Prompt tokens after padding/truncation (default 300). */
+  /**
+   * Prompt tokens after padding/truncation. Default: the pipeline's `maxTokenLength` (the transformer's
+   * `context_token` for `fromPretrained`, 300 in the release), else 300. The transformer only accepts
+   * its own `context_token`.
+   */
   maxTokenLength?: number;
   /** Run the residual diffusion (default true); false decodes the discrete codes only. */
   residualDiffusion?: boolean;
@@ -136,10 +141,15 @@ export interface HartPipelineOptions extends HartComponents {
   promptFilter?: PromptFilter;
   /** What replaces a flagged prompt (default `"default-prompt"`, as the release's `sample.py`). */
   unsafePromptReplacement?: UnsafePromptReplacement;
-  /** Noise source factory for the diffusion, given the generation seed (`fromPretrained` uses core's seeded RNG). */
+  /** The diffusion's noise for a generation seed (default {@link seededNoise}: core's seeded RNG). */
   noiseForSeed?: (seed: number) => NoiseSource | undefined;
   /** Where the components were loaded from (set by `fromPretrained`). */
   paths?: PretrainedPaths;
+  /**
+   * Default prompt length. Default: the transformer's `config.contextToken` when it has one (the
+   * default transformer does; it only accepts that length), else 300 (the release's).
+   */
+  maxTokenLength?: number;
 }
 
 /**
@@ -156,6 +166,7 @@ export class HartPipeline {
   readonly tokenizer: ImageTokenizer;
   private textEncoder: TextEncoder | undefined;
   private readonly options: HartPipelineOptions;
+  private readonly defaultMaxTokenLength: number;
 
   /** Builds a pipeline from components (see `HartPipeline.fromPretrained` to load the official ones). */
   constructor(options: HartPipelineOptions) {
@@ -170,6 +181,9 @@ export class HartPipeline {
     this.diffusion = options.diffusion;
     this.tokenizer = options.tokenizer;
     this.textEncoder = options.textEncoder;
+    const contextToken = (options.transformer as { config?: { contextToken?: unknown } }).config?.contextToken;
+    this.defaultMaxTokenLength =
+      options.maxTokenLength ?? (typeof contextToken === "number" && contextToken > 0 ? contextToken : 300);
   }
 
   /**
@@ -211,7 +225,7 @@ export class HartPipeline {
     if (typeof cfg !== "number" || !Number.isFinite(cfg) || cfg < 0) {
       throw new HartError("argument", `cfg must be a finite number ≥ 0, got ${cfg}`);
     }
-    const maxTokenLength = request.maxTokenLength ?? 300;
+    const maxTokenLength = request.maxTokenLength ?? this.defaultMaxTokenLength;
     if (!Number.isInteger(maxTokenLength) || maxTokenLength < 1) {
       throw new HartError("argument", `maxTokenLength must be a positive integer, got ${maxTokenLength}`);
     }
@@ -270,7 +284,7 @@ export class HartPipeline {
           moreSmooth: request.moreSmooth ?? true,
           signal,
           onProgress: (event) => {
-            if (typeof event.ms === "number") scaleMs[event.scale] = event.ms;
+            if (typeof event.elapsedSeconds === "number") scaleMs[event.scale] = event.elapsedSeconds * 1000;
             emit("ar", "step", {
               step: event.scale + 1,
               total: event.scales,
@@ -289,7 +303,7 @@ export class HartPipeline {
               this.diffusion.sample(ar.diffusionCond, {
                 cfg: ar.lastCfg,
                 temperature: request.diffusionTemperature,
-                noise: request.diffusionNoise ?? this.options.noiseForSeed?.(seed),
+                noise: request.diffusionNoise ?? (this.options.noiseForSeed ?? seededNoise)(seed),
                 signal,
                 // Samplers that report steps (the default one does) drive the progress events.
                 ...{

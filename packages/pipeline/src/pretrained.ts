@@ -7,7 +7,6 @@ import { Qwen2TextEncoder } from "@hart/text-encoder";
 import { HartTokenizer } from "@hart/tokenizer";
 import type { DownloadProgressEvent, HubOptions } from "./hub";
 import { DEFAULT_MODEL, DEFAULT_TEXT_MODEL, type HartModelFolders, locateModelFolders, resolveSource } from "./layout";
-import { seededNoise } from "./noise";
 import type { HartPipelineOptions } from "./pipeline";
 
 /** A component being loaded (core's `ProgressEvent`; `"step"` events carry the component's own `step`/`total`). */
@@ -141,7 +140,7 @@ export async function loadPretrainedComponents(
     promptFilter: options.promptFilter,
     unsafePromptReplacement: options.unsafePromptReplacement,
     releaseTextEncoder: options.releaseTextEncoder,
-    noiseForSeed: options.noiseForSeed ?? seededNoise,
+    noiseForSeed: options.noiseForSeed,
     paths: { ...folders, textModelDir },
   };
 }

@@ -11,7 +11,7 @@ interface BenchOptions extends ModelOptions {
   seed: number;
   cfg: number;
   moreSmooth?: boolean;
-  maxTokenLength: number;
+  maxTokenLength?: number;
   json?: boolean;
 }
 
@@ -42,7 +42,11 @@ export function benchCommand(ctx: CliContext): Command {
     )
     .option("--more-smooth", "Gumbel-softmax smoothing (default)")
     .option("--no-more-smooth", "hard codes")
-    .option("--max-token-length <n>", "prompt tokens", intArg("--max-token-length", 1), 300)
+    .option(
+      "--max-token-length <n>",
+      "prompt tokens (default: the model's context_token, 300 for the release)",
+      intArg("--max-token-length", 1),
+    )
     .option("--json", "print JSON");
   return addModelOptions(cmd).action(async (opts: BenchOptions) => {
     const bar = new ProgressBar(ctx.stderr, !opts.json);

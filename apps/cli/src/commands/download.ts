@@ -8,6 +8,7 @@ interface DownloadOptions {
   revision: string;
   cacheDir?: string;
   include: string[];
+  localFilesOnly?: boolean;
   json?: boolean;
 }
 
@@ -27,6 +28,7 @@ export function downloadCommand(ctx: CliContext): Command {
       (v: string, all: string[]) => [...all, v],
       [],
     )
+    .option("--local-files-only", "only check that the snapshot is in the cache (also HF_HUB_OFFLINE=1)")
     .option("--json", "print a JSON summary on stdout")
     .action(async (repos: string[], opts: DownloadOptions) => {
       const list = repos.length > 0 ? repos : [DEFAULT_MODEL, DEFAULT_TEXT_MODEL];
@@ -38,6 +40,7 @@ export function downloadCommand(ctx: CliContext): Command {
             revision: opts.revision,
             cacheDir: opts.cacheDir,
             allowPatterns: opts.include.length > 0 ? opts.include : undefined,
+            localFilesOnly: opts.localFilesOnly,
             signal: ctx.signal,
             onProgress: loadProgress(bar),
           });

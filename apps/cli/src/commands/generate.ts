@@ -18,7 +18,7 @@ interface GenerateCliOptions extends ModelOptions {
   topP?: number;
   moreSmooth?: boolean;
   systemPrompt: boolean;
-  maxTokenLength: number;
+  maxTokenLength?: number;
   residualDiffusion: boolean;
   out: string;
   grid?: boolean;
@@ -53,7 +53,11 @@ export function generateCommand(ctx: CliContext): Command {
     .option("--more-smooth", "Gumbel-softmax smoothing of the codes (the release's default)")
     .option("--no-more-smooth", "sample hard codes instead")
     .option("--no-system-prompt", "do not prepend the release's system prompt when encoding")
-    .option("--max-token-length <n>", "prompt tokens after padding/truncation", intArg("--max-token-length", 1), 300)
+    .option(
+      "--max-token-length <n>",
+      "prompt tokens after padding/truncation (default: the model's context_token, 300 for the release)",
+      intArg("--max-token-length", 1),
+    )
     .option("--no-residual-diffusion", "decode the discrete codes only (skip the residual diffusion)")
     .option("-o, --out <dir>", "output folder", "samples/")
     .addOption(new Option("--grid", "save one grid image (default with several prompts)").conflicts("separate"))
