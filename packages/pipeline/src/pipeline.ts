@@ -7,6 +7,7 @@ import {
   tensor,
   tensorToImages,
 } from "@hart/core";
+import { imageToUnit } from "@hart/tokenizer";
 import type {
   ARResult,
   GenerateOptions,
@@ -321,7 +322,7 @@ export class HartPipeline {
           `the decoder returned [${imageM11.shape}], expected [${filtered.prompts.length}, 3, H, W]`,
         );
       }
-      const imagesB3HW = toUnitRange(imageM11);
+      const imagesB3HW = imageToUnit(imageM11);
       return {
         images: tensorToImages(imageM11).map((image, b) => ({ ...image, prompt: filtered.prompts[b] })),
         imagesB3HW,
@@ -411,13 +412,6 @@ function checkARResult(ar: ARResult, batch: number): void {
   if (h[1] !== f[2] * f[3] || h[2] !== f[1]) {
     throw new HartError("shape", `transformer's lastH [${h}] does not match fHat [${f}] (expected [B, HW*HW, Cvae])`);
   }
-}
-
-/** `(img + 1) · 0.5` in float32: the [0, 1] images the release's `autoregressive_infer_cfg` returns. */
-function toUnitRange(imageM11: Tensor<"float32">): Tensor<"float32"> {
-  const out = new Float32Array(imageM11.data.length);
-  for (let i = 0; i < out.length; i++) out[i] = Math.fround(Math.fround(imageM11.data[i] + 1) * 0.5);
-  return tensor("float32", imageM11.shape, out);
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
