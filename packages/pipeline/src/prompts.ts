@@ -1,4 +1,4 @@
-import { HartError } from "@hart/core";
+import { createRng, HartError } from "@hart/core";
 
 /**
  * The release's default prompts (`hart/utils/constants.py`), in order. The release's list has a missing
@@ -80,16 +80,9 @@ export async function applyPromptFilter(
   return { prompts: out, replaced };
 }
 
-/** A deterministic pick in [0, n) from (seed, index), so that a seeded run replaces prompts reproducibly. */
+/** A deterministic pick in [0, n) from (seed, index) (core's seeded RNG), so a seeded run replaces prompts reproducibly. */
 function pickIndex(seed: number, index: number, n: number): number {
-  // One round of a 32-bit integer hash (lowbias32) over seed and index; only a choice among n strings.
-  let x = (Math.imul(seed | 0, 0x9e3779b1) ^ index) >>> 0;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return (x >>> 0) % n;
+  return createRng(seed).split(`prompt-replacement:${index}`).randint(0, n);
 }
 
 /**
@@ -97,10 +90,11 @@ function pickIndex(seed: number, index: number, n: number): number {
  * prompt is given), deterministically from `seed`.
  */
 export function sampleDefaultPrompts(count: number, seed: number): string[] {
+  const rng = createRng(seed).split("default-prompts");
   const pool = DEFAULT_PROMPTS.map((_, i) => i);
   const out: string[] = [];
   for (let k = 0; k < Math.min(count, pool.length); k++) {
-    const j = k + pickIndex(seed, k, pool.length - k);
+    const j = k + rng.randint(0, pool.length - k);
     [pool[k], pool[j]] = [pool[j], pool[k]];
     out.push(DEFAULT_PROMPTS[pool[k]]);
   }

@@ -76,7 +76,10 @@ function summarize(llm: Config, tok: Config, text: Config, opts: InfoOptions) {
     transformer: countParameters(llmSchema, (k) => !k.startsWith("diffloss.")),
     diffusion: countParameters(llmSchema, (k) => k.startsWith("diffloss.")),
     tokenizer: countParameters(tokSchema),
-    tokenizerDecoder: countParameters(tokSchema, (k) => !k.startsWith("vae.encoder.") && k !== "vae.quant_conv.weight"),
+    tokenizerDecoder: countParameters(
+      tokSchema,
+      (k) => !k.startsWith("vae.encoder.") && !k.startsWith("vae.quant_conv."),
+    ),
     textEncoder: countParameters(textSchema),
   };
   const B = opts.batchSize;
