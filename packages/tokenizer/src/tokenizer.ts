@@ -21,7 +21,7 @@ export interface TokenizerOptions extends Omit<TokenizerLoadOptions, "weightsFil
   keyPrefix?: string;
 }
 
-/** {@link ImageTokenizer.encode}'s result plus the latent before `quant_conv`. */
+/** {@link ImageTokenizer.encode}'s result plus the intermediate latents (for checks and research). */
 export interface EncodedImagesWithDebug extends EncodedImages {
   /** `encoder(image)` before `quant_conv` `[B, Cvae, HW, HW]`. */
   encoderOutBCHW: Tensor<"float32">;
@@ -178,14 +178,18 @@ export class HartTokenizer implements ImageTokenizer {
     buildDecoderGraph(this.config, this.weights, this.graphOptions);
   }
 
-  /** The compiled graph of `part`, compiled on first use. */
+  /** The compiled graph of `part`, compiled on first use (a failed compile is retried on the next call). */
   private graph(part: "encoder" | "decoder"): Promise<Session> {
-    if (part === "encoder") {
-      if (!this.encoderSession) this.encoderSession = this.compile("encoder");
-      return this.encoderSession;
-    }
-    if (!this.decoderSession) this.decoderSession = this.compile("decoder");
-    return this.decoderSession;
+    const cached = part === "encoder" ? this.encoderSession : this.decoderSession;
+    if (cached) return cached;
+    const compiled = this.compile(part);
+    if (part === "encoder") this.encoderSession = compiled;
+    else this.decoderSession = compiled;
+    compiled.catch(() => {
+      if (part === "encoder" && this.encoderSession === compiled) this.encoderSession = undefined;
+      if (part === "decoder" && this.decoderSession === compiled) this.decoderSession = undefined;
+    });
+    return compiled;
   }
 
   private async compile(part: "encoder" | "decoder"): Promise<Session> {
