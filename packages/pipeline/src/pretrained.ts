@@ -41,8 +41,9 @@ export interface FromPretrainedOptions
   /** Where the graphs run (default `"cpu"`). */
   device?: Device;
   /**
-   * Weight precision requested from the components (default `"float32"`). Components that run in
-   * float32 only reject `"float16"` with a clear error.
+   * Weight precision of the two large models, transformer and text encoder (default `"float32"`); one
+   * that runs in float32 only rejects `"float16"` with a clear error. The tokenizer and the diffusion
+   * head always run in float32.
    */
   dtype?: "float32" | "float16";
   /** Use the EMA weights (`ema_model.bin`, or `ema_model.safetensors`) like the release (default true). */
@@ -85,7 +86,9 @@ export async function loadPretrainedComponents(
       ? await resolveSource(options.textModel, "text model", { ...hub, revision: options.textModelRevision })
       : (folders.textModelDir ??
         (await resolveSource(DEFAULT_TEXT_MODEL, "text model", { ...hub, revision: options.textModelRevision })));
-  const common = { device: options.device, dtype: options.dtype, intraOpThreads: options.intraOpThreads };
+  // The small tokenizer and diffusion head always run in float32; `dtype` goes to the two large models.
+  const common = { device: options.device, intraOpThreads: options.intraOpThreads };
+  const large = { ...common, dtype: options.dtype };
   const useEma = options.useEma ?? true;
   const emaFile = useEma ? EMA_FILES.find((f) => existsSync(join(folders.llmDir, f))) : undefined;
   if (useEma && !emaFile) {
@@ -117,7 +120,7 @@ export async function loadPretrainedComponents(
   )();
   const transformer = await step("transformer", folders.llmDir, () =>
     HartTransformer.fromPretrained(folders.llmDir, tokenizer.quantizer, {
-      ...common,
+      ...large,
       useEma,
       emaFile,
       onProgress: stepProgress("transformer", folders.llmDir),
@@ -126,7 +129,7 @@ export async function loadPretrainedComponents(
   const diffusion = await step("diffusion", folders.llmDir, () => loadDiffusion(folders.llmDir, emaFile, common))();
   const loadTextEncoder = step("text encoder", textModelDir, () =>
     Qwen2TextEncoder.fromPretrained(textModelDir, {
-      ...common,
+      ...large,
       onProgress: stepProgress("text encoder", textModelDir),
     }),
   );
@@ -152,7 +155,7 @@ export async function loadPretrainedComponents(
 async function loadDiffusion(
   llmDir: string,
   emaFile: string | undefined,
-  common: { device?: Device; dtype?: "float32" | "float16"; intraOpThreads?: number },
+  common: { device?: Device; intraOpThreads?: number },
 ): Promise<ResidualDiffusion> {
   if (emaFile === undefined || emaFile === "ema_model.bin") {
     return ResidualDiffusion.fromPretrained(llmDir, { ...common, useEma: emaFile !== undefined });
