@@ -103,7 +103,7 @@ async function child(end: number): Promise<void> {
   const runsMs: number[][] = [];
   for (let r = 0; r < runs; r++) {
     const ms: number[] = [];
-    await model.generate(context, { cfg: 4.5, seed: r, onProgress: (e) => ms.push(e.ms) });
+    await model.generate(context, { cfg: 4.5, seed: r, onProgress: (e) => ms.push(e.elapsedSeconds * 1000) });
     runsMs.push(ms);
   }
   // FLOPs and cache size per scale

@@ -38,10 +38,13 @@ export interface HartTransformerConfig {
   attnL2Norm: boolean;
   /** The scale schedule (side length of each scale's token map). */
   patchNums: number[];
+  /** FFN kind (`mlp_type`). */
   mlpType: MlpType;
+  /** Attention kind (`attn_type`). */
   attnType: AttnType;
   /** Level embedding: sinusoidal `TimestepEmbedder` (true) or a learned table (false). */
   useTimestepEmbed: boolean;
+  /** Context pooling of the per-block adaLN (`sep_aln_pooling_mode`). */
   sepAlnPoolingMode: PoolingMode;
   /** RMSNorm on the text features before `context_embed`. */
   useContextNorm: boolean;

@@ -50,6 +50,8 @@ export interface ARLoadProgressEvent extends ProgressEvent {
   readonly step: number;
   /** Graphs to compile. */
   readonly total: number;
+  /** Same as `step` (for callers that read `done`). */
+  readonly done: number;
   /** The graph just compiled (`prologue`, `block 3`, …). */
   readonly graph: string;
 }
@@ -208,7 +210,15 @@ export class HartTransformer implements Transformer {
     let done = 0;
     const compile = async (graph: string, build: () => BuiltModel) => {
       const session = await createSession(build(), { ...sessionDefaults, label: `hart transformer ${graph}` });
-      const event: ARLoadProgressEvent = { stage: "ar:load", step: ++done, total, graph, message: `compiled ${graph}` };
+      const step = ++done;
+      const event: ARLoadProgressEvent = {
+        stage: "ar:load",
+        step,
+        done: step,
+        total,
+        graph,
+        message: `compiled ${graph}`,
+      };
       emitProgress(options.onProgress as OnProgress | undefined, event);
       return session;
     };
