@@ -82,6 +82,8 @@ export function isRepoId(value: string): boolean {
 }
 
 const COMMIT = /^[0-9a-f]{40}$/;
+/** Upper bound of a repository listing (entries); model repositories have a few dozen. */
+const MAX_LISTED_ENTRIES = 100_000;
 
 function repoFolder(cacheDir: string, repo: string): string {
   return join(cacheDir, getRepoFolderName({ type: "model", name: repo }));
@@ -151,7 +153,12 @@ export async function downloadSnapshot(repo: string, options: HubOptions = {}): 
 
   const entries = await hubCall(repo, revision, async () => {
     const files: { path: string; size: number; etag: string }[] = [];
+    let seen = 0;
     for await (const entry of listFiles({ ...common, repo, recursive: true, revision: commit })) {
+      // The listing follows the server's pagination links: bound it, so a looping server cannot hang us.
+      if (++seen > MAX_LISTED_ENTRIES) {
+        throw new HartError("hub", `${repo}: the file listing exceeds ${MAX_LISTED_ENTRIES} entries; giving up`);
+      }
       if (entry.type !== "file") continue;
       if (options.allowPatterns && !options.allowPatterns.some((p) => globMatch(p, entry.path))) continue;
       const etag = entry.lfs?.oid ?? entry.oid ?? entry.xetHash;
