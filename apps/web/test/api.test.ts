@@ -142,7 +142,7 @@ describe("jobs", () => {
     });
     const { events, contentType } = await stream;
     expect(contentType).toMatch(/^text\/event-stream/);
-    expect(events.map((e) => e.type)).toEqual(["queued", "started", "progress", "done"]);
+    expect(events.map((e) => e.type)).toEqual(["queued", "started", "progress", "progress", "done"]);
     const done = events.at(-1)!;
     if (done.type !== "done") throw new Error("not done");
     expect(done.settings.seed).toBe(1234);

@@ -4,6 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Tensor } from "@hart/core";
 import { HartPipeline } from "@hart/pipeline";
 import { type Browser, chromium, type Page } from "playwright-core";
@@ -157,10 +158,42 @@ describe.skipIf(!haveModel)(`the server on the tiny "release" golden checkpoint 
     expect(a.equals(c)).toBe(false);
   });
 
+  it("cancels a running job inside the worker and goes on with the next", async () => {
+    const submit = async (prompt: string) => {
+      const res = await fetch(`${server.base}/api/jobs`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ prompt, seed: 1, numImages: 4 }),
+      });
+      expect(res.status).toBe(202);
+      return ((await res.json()) as SubmitResponse).id;
+    };
+    const running = await submit("stopped halfway");
+    const next = await submit("runs after it");
+    let cancelledAt: JobEvent | undefined;
+    const { events } = await readJobEvents(`${server.base}/api/jobs/${running}/events`, {
+      timeoutMs: 120_000,
+      onEvent: (e) => {
+        // Cancel once the transformer is under way: the abort has to travel into the worker.
+        if (!cancelledAt && e.type === "progress" && e.stage === "transformer" && (e.step ?? 0) >= 1) {
+          cancelledAt = e;
+          void fetch(`${server.base}/api/jobs/${running}`, { method: "DELETE" });
+        }
+      },
+    });
+    expect(cancelledAt).toBeDefined();
+    expect(events.slice(-2).map((e) => e.type)).toEqual(["cancelling", "cancelled"]);
+    // It stopped early: no later stage was reached.
+    const after = events.slice(events.indexOf(cancelledAt!) + 1);
+    expect(after.some((e) => e.type === "progress" && (e.stage === "diffusion" || e.stage === "decode"))).toBe(false);
+    const last = (await readJobEvents(`${server.base}/api/jobs/${next}/events`, { timeoutMs: 120_000 })).events.at(-1);
+    expect(last?.type === "done" && last.images.length).toBe(4);
+  });
+
   it("drives the page in Chromium: prompt, generate, progress, gallery, download, cancel, screenshot", async (ctx) => {
     if ("skipReason" in browserLookup) {
       console.warn(`SKIPPED browser test: ${browserLookup.skipReason}`);
-      ctx.skip(browserLookup.skipReason);
+      return ctx.skip(browserLookup.skipReason);
     }
     const browser: Browser = await chromium.launch({
       executablePath: browserLookup.path,
@@ -189,40 +222,7 @@ async function runPageScenario(page: Page): Promise<void> {
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   // Record every server-sent event the page gets, and every state the queue cards show.
-  await page.addInitScript(() => {
-    const w = window as unknown as { __sse: unknown[]; __cards: unknown[] };
-    w.__sse = [];
-    w.__cards = [];
-    const Original = window.EventSource;
-    const types = ["queued", "started", "progress", "preview", "cancelling", "done", "failed", "cancelled"];
-    window.EventSource = class extends Original {
-      constructor(url: string | URL, init?: EventSourceInit) {
-        super(url, init);
-        for (const t of types) {
-          this.addEventListener(t, (e) =>
-            w.__sse.push({ url: String(url), event: JSON.parse((e as MessageEvent).data) }),
-          );
-        }
-      }
-    };
-    new MutationObserver((records) => {
-      for (const r of records) {
-        const el = r.target as HTMLElement;
-        if (r.type === "attributes" && el.classList?.contains("job")) {
-          w.__cards.push({
-            id: el.dataset.id,
-            state: el.dataset.state,
-            stage: el.dataset.stage,
-            scale: el.dataset.previewScale,
-          });
-        }
-      }
-    }).observe(document, {
-      subtree: true,
-      attributes: true,
-      attributeFilter: ["data-state", "data-stage", "data-preview-scale"],
-    });
-  });
+  await page.addInitScript({ path: fileURLToPath(new URL("./helpers/page-recorder.js", import.meta.url)) });
 
   await page.goto(server.base);
   await page.locator("#model-status.ready").waitFor({ timeout: 30_000 });
@@ -243,18 +243,27 @@ async function runPageScenario(page: Page): Promise<void> {
   const card = page.locator("#gallery .card").first();
   await card.waitFor({ timeout: 120_000 });
   await expect
-    .poll(() => card.locator("img").evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), {
-      timeout: 10_000,
-    })
+    .poll(
+      () =>
+        card.locator("img").evaluate((el) => {
+          const img = el as unknown as { complete: boolean; naturalWidth: number };
+          return img.complete && img.naturalWidth;
+        }),
+      {
+        timeout: 10_000,
+      },
+    )
     .toBe(32);
   expect(await card.locator(".prompt").textContent()).toBe("a red fox in snow");
   expect(await card.locator(".meta").textContent()).toMatch(
     /^seed 5 · guidance 4.5 · more smooth · 1 image · #1 · 32×32/,
   );
 
-  const sse = () => page.evaluate(() => (window as unknown as { __sse: SseRecord[] }).__sse);
+  const sse = () => page.evaluate(() => (globalThis as unknown as { __sse: SseRecord[] }).__sse);
   const cards = () =>
-    page.evaluate(() => (window as unknown as { __cards: { id: string; state?: string; stage?: string }[] }).__cards);
+    page.evaluate(
+      () => (globalThis as unknown as { __cards: { id: string; state?: string; stage?: string }[] }).__cards,
+    );
   const first = await sse();
   const firstTypes = first.map((r) => r.event.type);
   expect(firstTypes[0]).toBe("queued");
@@ -272,34 +281,40 @@ async function runPageScenario(page: Page): Promise<void> {
   const file = await download.path();
   expect(PNG.sync.read(readFileSync(file)).width).toBe(32);
 
-  // Queue two more (four images each) and cancel the second one while it waits or runs.
+  // Queue three more (four images each) and cancel the last one at once: it waits behind two jobs, so the
+  // click lands while it is queued (or, on a very fast machine, running) — never after it finished.
   await page.selectOption("#num-images", "4");
-  await page.fill("#prompt", "a lighthouse at dusk");
-  await page.click("#run");
-  await expect.poll(() => page.locator("#jobs .job").count()).toBeGreaterThanOrEqual(1);
-  await page.fill("#prompt", "to be cancelled");
-  await page.click("#run");
+  for (const prompt of ["a lighthouse at dusk", "a bowl of ramen", "to be cancelled"]) {
+    await page.fill("#prompt", prompt);
+    await page.click("#run");
+    await page.locator("#jobs .job", { hasText: prompt }).waitFor();
+  }
   const victim = page.locator("#jobs .job", { hasText: "to be cancelled" });
-  await victim.waitFor();
-  // A picture of the queue while the first runs (with its preview) and the second waits.
-  await page.locator("#jobs .job[data-preview-scale]").first().waitFor({ timeout: 60_000 });
+  await victim.locator("button.cancel").click({ timeout: 10_000 });
+  // A picture of the queue (a running job with its preview, if it is still going).
+  await page
+    .locator("#jobs .job[data-preview-scale]")
+    .first()
+    .waitFor({ timeout: 5_000 })
+    .catch(() => {});
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, "queue.png"), fullPage: true });
-  await victim.locator("button.cancel").click({ timeout: 10_000 });
   await expect
     .poll(async () => (await sse()).some((r) => r.event.type === "cancelled"), { timeout: 60_000 })
     .toBe(true);
   const cancelled = (await sse()).find((r) => r.event.type === "cancelled")!;
   const victimId = decodeURIComponent(/\/api\/jobs\/([^/]+)\/events/.exec(cancelled.url)![1]);
-  // It had been shown waiting with its position before it was cancelled.
+  // It had been shown waiting with its position, and never finished.
   const victimEvents = (await sse()).filter((r) => r.url === cancelled.url).map((r) => r.event);
-  expect(victimEvents[0]).toEqual({ type: "queued", position: 1 });
+  expect(victimEvents[0]).toMatchObject({ type: "queued" });
+  expect(victimEvents[0].type === "queued" && victimEvents[0].position).toBeGreaterThanOrEqual(1);
+  expect(victimEvents.some((e) => e.type === "done")).toBe(false);
   const snapshot = (await (await fetch(`${server.base}/api/jobs/${victimId}`)).json()) as JobSnapshot;
   expect(snapshot.state).toBe("cancelled");
   expect(snapshot.settings.prompt).toBe("to be cancelled");
 
-  // The other one finishes: 1 + 4 images in the gallery, none from the cancelled job.
-  await expect.poll(() => page.locator("#gallery .card").count(), { timeout: 120_000 }).toBe(5);
+  // The others finish: 1 + 4 + 4 images in the gallery, none from the cancelled job.
+  await expect.poll(() => page.locator("#gallery .card").count(), { timeout: 120_000 }).toBe(9);
   expect(await page.locator("#gallery .card", { hasText: "to be cancelled" }).count()).toBe(0);
   await expect.poll(() => page.locator("#jobs .job").count(), { timeout: 10_000 }).toBe(0);
 

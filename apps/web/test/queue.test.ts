@@ -44,6 +44,8 @@ describe("JobQueue", () => {
     await settle();
     expect(runner.started.map((s) => s.seed)).toEqual([1, 2, 3]);
     expect(eventsC.map((e) => e.type)).toEqual(["queued", "queued", "started", "progress", "done"]);
+    // A late subscriber sees the same story, with only the current queue position.
+    expect(record(queue, c.id).map((e) => e.type)).toEqual(["queued", "started", "progress", "done"]);
     expect(queue.list()).toEqual({ running: null, waiting: [] });
   });
 
@@ -100,7 +102,7 @@ describe("JobQueue", () => {
     expect(queue.get(b.id)?.state).toBe("running");
   });
 
-  it("replays the latest event of each kind to late subscribers and forgets old jobs", async () => {
+  it("replays a job's events to late subscribers and forgets old jobs", async () => {
     const runner = new GatedRunner();
     const queue = new JobQueue(runner, { keepFinished: 2 });
     const ids: string[] = [];
@@ -112,9 +114,9 @@ describe("JobQueue", () => {
       await settle();
     }
     const replay = record(queue, ids[2]);
-    expect(replay.map((e) => e.type)).toEqual(["queued", "started", "progress", "done"]);
-    expect(replay[2]).toEqual({ type: "progress", stage: "transformer", step: 2, steps: 3 });
-    const done = replay[3];
+    expect(replay.map((e) => e.type)).toEqual(["queued", "started", "progress", "progress", "done"]);
+    expect(replay[3]).toEqual({ type: "progress", stage: "transformer", step: 2, steps: 3 });
+    const done = replay[4];
     expect(done.type === "done" && done.images[0].url).toBe(`/api/jobs/${ids[2]}/images/0.png`);
     expect(queue.get(ids[0])).toBeUndefined();
     expect(queue.get(ids[1])?.output?.images).toHaveLength(1);

@@ -37,15 +37,20 @@ export class WorkerRunner implements JobRunner {
   private readonly pending = new Map<number, Pending>();
   private closed = false;
 
+  /**
+   * Starts the worker, which begins loading the model at once. `entry` overrides the worker script (tests run
+   * the runner against scripted workers).
+   */
   constructor(
     private readonly config: WorkerConfig,
     private readonly log: (message: string) => void = (m) => console.log(m),
+    private readonly entry: { url: URL; execArgv: string[] } = workerEntry(),
   ) {
     this.start();
   }
 
   private start(): void {
-    const { url, execArgv } = workerEntry();
+    const { url, execArgv } = this.entry;
     const worker = new Worker(url, { workerData: this.config, execArgv });
     this.worker = worker;
     this.ready = new Promise<ModelInfo>((resolve, reject) => {

@@ -57,15 +57,18 @@ type Listener = (event: JobEvent) => void;
 
 interface JobRecord extends Job {
   controller: AbortController;
-  /** The latest event of each type, in the order they were last updated (what a late subscriber replays). */
-  history: Map<JobEvent["type"], JobEvent>;
+  /** Everything that happened, for late subscribers (superseded queue positions and the oldest previews dropped). */
+  history: JobEvent[];
+  /** Characters of preview data URLs in `history`. */
+  previewChars: number;
   listeners: Set<Listener>;
   startedAt: number;
 }
 
 /**
  * A first-in, first-out generation queue: one job runs at a time, at most `maxWaiting` wait. Each job has an
- * event stream (queued position updates, runner progress, done/failed/cancelled) that late subscribers replay.
+ * event stream (queued position updates, runner progress, done/failed/cancelled) that late subscribers replay
+ * from the start.
  * Cancelling a waiting job removes it at once; cancelling the running one aborts its signal, and the next job
  * starts only once the runner has settled, so two runs never overlap.
  */
@@ -95,7 +98,8 @@ export class JobQueue {
       settings,
       state: "queued",
       controller: new AbortController(),
-      history: new Map(),
+      history: [],
+      previewChars: 0,
       listeners: new Set(),
       startedAt: 0,
     };
@@ -122,8 +126,7 @@ export class JobQueue {
   snapshot(id: string): JobSnapshot | undefined {
     const job = this.jobs.get(id);
     if (!job) return undefined;
-    const events = [...job.history.values()];
-    return { id, state: job.state, position: this.position(id), settings: job.settings, last: events.at(-1) };
+    return { id, state: job.state, position: this.position(id), settings: job.settings, last: job.history.at(-1) };
   }
 
   /** The running job's id and the waiting ones in order. */
@@ -152,13 +155,13 @@ export class JobQueue {
   }
 
   /**
-   * Streams a job's events: first a replay of its latest event of each kind, then live ones. Returns the
-   * unsubscribe function, or undefined for an unknown job.
+   * Streams a job's events: first a replay of what happened so far (its current queue position only), then live
+   * ones. Returns the unsubscribe function, or undefined for an unknown job.
    */
   subscribe(id: string, listener: Listener): (() => void) | undefined {
     const job = this.jobs.get(id);
     if (!job) return undefined;
-    for (const event of [...job.history.values()]) listener(event);
+    for (const event of [...job.history]) listener(event);
     job.listeners.add(listener);
     return () => job.listeners.delete(listener);
   }
@@ -170,8 +173,7 @@ export class JobQueue {
   }
 
   private emit(job: JobRecord, event: JobEvent): void {
-    job.history.delete(event.type);
-    job.history.set(event.type, event);
+    remember(job, event);
     for (const listener of [...job.listeners]) {
       try {
         listener(event);
@@ -206,8 +208,9 @@ export class JobQueue {
     this.emit(job, { type: "started" });
     this.announcePositions();
     const signal = job.controller.signal;
+    // Once cancelling, the page wants the end, not the last scales the runner gets through before it stops.
     const emit = (event: RunnerEvent) => {
-      if (job.state === "running") this.emit(job, event);
+      if (job.state === "running" && !signal.aborted) this.emit(job, event);
     };
     Promise.resolve()
       .then(() => this.runner.run(job.settings, signal, emit))
@@ -237,6 +240,27 @@ export class JobQueue {
         this.running = null;
         this.pump();
       });
+  }
+}
+
+/** Preview data kept per job for late subscribers; older previews beyond it are dropped (newer ones supersede them). */
+const PREVIEW_HISTORY_CHARS = 4 << 20;
+
+function remember(job: JobRecord, event: JobEvent): void {
+  const h = job.history;
+  // Only the current place in the line matters.
+  if (event.type === "queued") {
+    const i = h.findIndex((e) => e.type === "queued");
+    if (i >= 0) h.splice(i, 1);
+  }
+  h.push(event);
+  if (event.type !== "preview") return;
+  job.previewChars += event.dataUrl.length;
+  while (job.previewChars > PREVIEW_HISTORY_CHARS) {
+    const i = h.findIndex((e) => e.type === "preview");
+    if (i === h.length - 1) break;
+    const dropped = h.splice(i, 1)[0] as Extract<JobEvent, { type: "preview" }>;
+    job.previewChars -= dropped.dataUrl.length;
   }
 }
 

@@ -19,8 +19,8 @@ export async function buildApp(): Promise<void> {
     await promisify(execFile)("npx", args, { cwd: REPO_ROOT, timeout: 600_000, maxBuffer: 64 << 20 });
   } catch (error) {
     const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
-    const errors = `${stdout}\n${stderr}`.split("\n").filter((l) => /error/i.test(l) && !/npm warn/i.test(l));
-    throw new Error(`npx ${args.join(" ")} failed:\n${errors.slice(0, 30).join("\n")}`);
+    const lines = `${stdout}\n${stderr}`.split("\n").filter((l) => l.trim() && !/npm warn/i.test(l));
+    throw new Error(`npx ${args.join(" ")} failed:\n${lines.slice(-40).join("\n")}`);
   }
 }
 
