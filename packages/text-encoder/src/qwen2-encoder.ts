@@ -1,11 +1,11 @@
 import { join } from "node:path";
-import type { StateDict } from "@hart/core";
 import {
   createSession,
   emitProgress,
   HartError,
   type Session,
   type SessionOptions,
+  type StateDict,
   type Tensor,
   tensor,
 } from "@hart/core";
@@ -19,11 +19,11 @@ import { checkpointSource, type PartPlan, planParts, stateDictSource, takePart, 
 /** The release's `max_token_length`. */
 export const DEFAULT_MAX_TOKEN_LENGTH = 300;
 
-const DEFAULT_PART_BYTES = 512 * 2 ** 20;
+const DEFAULT_PART_BYTES = 256 * 2 ** 20;
 
 /** 16-bit weights must stay 16-bit: constant folding would turn their Casts into float32 copies. */
-const SIXTEEN_BIT_SESSION = {
-  graphOptimizationLevel: "extended" as const,
+const SIXTEEN_BIT_SESSION: SessionOptions = {
+  graphOptimizationLevel: "extended",
   config: { "optimization.disable_specified_optimizers": "ConstantFolding" },
 };
 

@@ -52,7 +52,7 @@ export interface TextEncoderLoadOptions {
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
   /**
-   * Upper bound (bytes) of the weights compiled into one onnxruntime session (default 512 MiB).
+   * Upper bound (bytes) of the weights compiled into one onnxruntime session (default 256 MiB).
    * onnxruntime copies the weights it is given, so the model is compiled part by part and each
    * part's weights are dropped from JavaScript right after: peak memory is about the weights plus
    * two parts. Smaller parts: lower peak, more sessions.
