@@ -2,7 +2,8 @@
  * The app as users run it: the built server (`node dist/server/main.js`) on a tiny golden checkpoint, driven
  * over HTTP and through the real page in headless Chromium.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Tensor } from "@hart/core";
@@ -207,6 +208,58 @@ describe.skipIf(!haveModel)(`the server on the tiny "release" golden checkpoint 
       await browser.close();
     }
   }, 240_000);
+});
+
+describe.skipIf(!haveModel)("the prompt-safety hook (--blocklist and --prompt-filter)", () => {
+  let guarded: ServerProcess;
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hart-web-safety-"));
+    writeFileSync(join(dir, "blocklist.txt"), "# words the demo refuses\nfox\n");
+    guarded = await startServerProcess([
+      "--model",
+      MODEL,
+      "--blocklist",
+      join(dir, "blocklist.txt"),
+      "--prompt-filter",
+      fileURLToPath(new URL("./fixtures/prompt-filter.mjs", import.meta.url)),
+      "--preview",
+      "off",
+    ]);
+  }, 300_000);
+  afterAll(async () => {
+    await guarded?.stop();
+  });
+
+  async function generate(prompt: string) {
+    const res = await fetch(`${guarded.base}/api/jobs`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ prompt, seed: 3 }),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as SubmitResponse;
+    const { events } = await readJobEvents(`${guarded.base}/api/jobs/${id}/events`, { timeoutMs: 120_000 });
+    const done = events.at(-1);
+    if (done?.type !== "done") throw new Error(`job ended with ${JSON.stringify(done)}`);
+    const png = Buffer.from(await (await fetch(guarded.base + done.images[0].url)).arrayBuffer());
+    return { done, png, previews: events.filter((e) => e.type === "preview").length };
+  }
+
+  it("replaces flagged prompts with the release demo's red heart", async () => {
+    expect(guarded.config.safetyCheck).toBe(true);
+    const heart = await generate("A red heart.");
+    const byList = await generate("a fox in snow");
+    const byModule = await generate("something forbidden");
+    const fine = await generate("a cat in snow");
+    expect([heart, byList, byModule, fine].map((r) => r.done.promptReplaced)).toEqual([false, true, true, false]);
+    // A replaced prompt is generated as "A red heart." with the same seed; the settings keep what was asked.
+    expect(byList.png.equals(heart.png)).toBe(true);
+    expect(byModule.png.equals(heart.png)).toBe(true);
+    expect(fine.png.equals(heart.png)).toBe(false);
+    expect(byList.done.settings.prompt).toBe("a fox in snow");
+    // --preview off: no previews.
+    expect(fine.previews).toBe(0);
+  });
 });
 
 /** What the page's EventSources received, recorded in the page. */
