@@ -182,6 +182,32 @@ describe("Qwen2TextEncoder.encode", () => {
   });
 });
 
+describe("Qwen2TextEncoder checkpoints", () => {
+  it("reads a sharded safetensors checkpoint part by part", async () => {
+    const dir = join(tmp, "sharded");
+    mkdirSync(dir);
+    const keys = [...weights.keys()].sort();
+    const weightMap: Record<string, string> = {};
+    const shards = [keys.slice(0, keys.length / 2), keys.slice(keys.length / 2)];
+    shards.forEach((shard, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      writeSafetensors(join(dir, file), new Map(shard.map((k) => [k, weights.get(k)!])));
+      for (const k of shard) weightMap[k] = file;
+    });
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"])
+      symlinkSync(join(MODEL, f), join(dir, f));
+    const sharded = await Qwen2TextEncoder.fromPretrained(dir, { partBytes: 1 });
+    try {
+      const a = await encoder.encode(PROMPTS, { maxTokenLength: 7 });
+      const b = await sharded.encode(PROMPTS, { maxTokenLength: 7 });
+      expect(toleranceRatio(b.contextBLD.data, a.contextBLD.data, 1e-6, 1e-6)).toBeLessThan(1);
+    } finally {
+      await sharded.release();
+    }
+  });
+});
+
 describe("Qwen2TextEncoder errors", () => {
   it("rejects an empty prompt list, non-strings and a bad maxTokenLength", async () => {
     await expect(encoder.encode([])).rejects.toThrow(/non-empty array/);
