@@ -115,6 +115,31 @@ describe("request validation", () => {
     expect(runner.started).toHaveLength(0);
   });
 
+  it("answers odd requests with a status, never a crash", async () => {
+    const odd: [string, string, string | undefined, number][] = [
+      ["POST", "/api/jobs", "null", 400],
+      ["POST", "/api/jobs", '"just a string"', 400],
+      ["POST", "/api/jobs", `{"prompt": "${"\\u0000".repeat(3)}"}`, 400],
+      ["GET", "/api/jobs/%E0%A4%A", undefined, 404],
+      ["GET", "/%", undefined, 404],
+      ["GET", `/api/jobs/${"x".repeat(5000)}`, undefined, 404],
+      ["DELETE", "/api/jobs/%00", undefined, 404],
+    ];
+    for (const [method, path, body, status] of odd) {
+      const res = await rawRequest(
+        server.port,
+        method,
+        path,
+        { "Content-Type": "application/json; charset=utf-8" },
+        body,
+      );
+      expect(res.status, `${method} ${path.slice(0, 40)} ${body ?? ""}`).toBe(status);
+    }
+    // The server still works, and nothing was queued.
+    expect((await fetch(`${server.base}/api/config`)).status).toBe(200);
+    expect(runner.started).toHaveLength(0);
+  });
+
   it("rejects non-JSON content types (415) and huge bodies (413)", async () => {
     expect((await post(JSON.stringify({ prompt: "a" }), "text/plain")).status).toBe(415);
     const huge = JSON.stringify({ prompt: "x".repeat(200_000) });

@@ -64,6 +64,8 @@ describe("validateGenerateBody", () => {
     // 40 emoji are 80 UTF-16 units but 40 characters.
     expect(validateGenerateBody({ prompt: "🍎".repeat(40) }, limits).ok).toBe(true);
     expect(validateGenerateBody({ prompt: "🍎".repeat(41) }, limits).ok).toBe(false);
+    // Tabs and line breaks are text, other control characters are not.
+    expect(validateGenerateBody({ prompt: "a\tb\r\nc" }, limits).ok).toBe(true);
   });
 
   it("rejects wrong types, non-objects and unknown fields with a message naming the field", () => {
@@ -73,6 +75,8 @@ describe("validateGenerateBody", () => {
       ["a prompt", /JSON object/],
       [{}, /"prompt" must be a string/],
       [{ prompt: "   " }, /"prompt" must not be empty/],
+      [{ prompt: "a\u0000b" }, /control characters/],
+      [{ prompt: "a\u001bb" }, /control characters/],
       [{ prompt: 5 }, /"prompt" must be a string/],
       [{ prompt: "a", seed: 1.5 }, /"seed" must be an integer/],
       [{ prompt: "a", seed: "42" }, /"seed" must be an integer/],

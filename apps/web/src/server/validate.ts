@@ -54,6 +54,9 @@ export function validateGenerateBody(
   if (typeof b.prompt !== "string") return fail('"prompt" must be a string');
   const prompt = b.prompt.trim();
   if (prompt.length === 0) return fail('"prompt" must not be empty');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(prompt))
+    return fail('"prompt" must not contain control characters');
   // Count code points, not UTF-16 units, so the limit means the same for any script.
   const chars = [...prompt].length;
   if (chars > limits.maxPromptChars) {
