@@ -147,6 +147,8 @@ const encoder = await Qwen2TextEncoder.fromWeights(config, source, {
   },
 });
 const loadS = (performance.now() - t) / 1000;
+// With `node --expose-gc`, collect now: separates JS garbage (weights handed over) from what onnxruntime holds.
+(globalThis as { gc?: () => void }).gc?.();
 const afterLoad = memory();
 const options: EncodeOptions = { maxTokenLength };
 const times: number[] = [];

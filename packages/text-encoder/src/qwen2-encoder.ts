@@ -19,7 +19,7 @@ import { checkpointSource, type PartPlan, planParts, stateDictSource, takePart, 
 /** The release's `max_token_length`. */
 export const DEFAULT_MAX_TOKEN_LENGTH = 300;
 
-const DEFAULT_PART_BYTES = 256 * 2 ** 20;
+const DEFAULT_PART_BYTES = 128 * 2 ** 20;
 
 /** 16-bit weights must stay 16-bit: constant folding would turn their Casts into float32 copies. */
 const SIXTEEN_BIT_SESSION: SessionOptions = {

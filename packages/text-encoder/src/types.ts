@@ -52,10 +52,10 @@ export interface TextEncoderLoadOptions {
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
   /**
-   * Upper bound (bytes) of the weights compiled into one onnxruntime session (default 256 MiB).
-   * onnxruntime copies the weights it is given, so the model is compiled part by part and each
-   * part's weights are dropped from JavaScript right after: peak memory is about the weights plus
-   * two parts. Smaller parts: lower peak, more sessions.
+   * Upper bound (bytes) of the weights compiled into one onnxruntime session (default 128 MiB; a part holds at
+   * least the embedding or one layer). onnxruntime copies the weights it is given, and keeps part of its transient
+   * copies, so the model is compiled part by part and each part's weights are dropped from JavaScript right after:
+   * peak memory stays near one copy of the weights. Larger parts: fewer sessions, more memory.
    */
   partBytes?: number;
   /**
