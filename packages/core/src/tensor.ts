@@ -87,7 +87,10 @@ export function fromBytes<D extends DType>(dtype: D, shape: readonly number[], b
   const size = DTYPE_BYTES[dtype];
   const n = numel(shape);
   if (bytes.byteLength !== n * size) {
-    throw new HartError("shape", `fromBytes: shape [${shape}] of ${dtype} needs ${n * size} bytes, got ${bytes.byteLength}`);
+    throw new HartError(
+      "shape",
+      `fromBytes: shape [${shape}] of ${dtype} needs ${n * size} bytes, got ${bytes.byteLength}`,
+    );
   }
   const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
   const Ctor = CTORS[dtype] as unknown as new (b: ArrayBufferLike, o: number, l: number) => DataTypeMap[D];
