@@ -1,3 +1,4 @@
+export type { ARLoadProgressEvent, HartTransformerLoadOptions, HartTransformerOptions } from "./compile";
 export * from "./config";
 export * from "./plan";
 export { type RandomTransformerWeightsOptions, randomTransformerStateDict } from "./random-weights";
