@@ -17,11 +17,11 @@
  *   output becomes 0, the session reads the caller's memory (no copy).
  */
 import { execFileSync } from "node:child_process";
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createSession, GraphBuilder, type SessionOptions, tensor } from "../src/index";
+import { createSession, GraphBuilder, memoryStats, type SessionOptions, tensor } from "../src/index";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -51,19 +51,10 @@ const CONFIGS: Record<string, Config> = {
   "file 2 sessions": { source: "file", sessions: 2, options: { disablePrepacking: true } },
 };
 
-/**
- * Resident set size, its anonymous (private, not file-backed) part and the peak RSS, in MB
- * (Linux /proc; elsewhere RSS and maxRSS only, anon = RSS).
- */
+/** Resident set size, its anonymous (private) part and the peak RSS, in MB. */
 function memory(): { rss: number; anon: number; peak: number } {
-  try {
-    const status = readFileSync("/proc/self/status", "utf8");
-    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)![1]) / 1024;
-    return { rss: kb("VmRSS"), anon: kb("RssAnon"), peak: kb("VmHWM") };
-  } catch {
-    const rss = process.memoryUsage().rss / 2 ** 20;
-    return { rss, anon: rss, peak: process.resourceUsage().maxRSS / 1024 };
-  }
+  const m = memoryStats();
+  return { rss: m.rss / 2 ** 20, anon: m.anon / 2 ** 20, peak: m.peak / 2 ** 20 };
 }
 
 async function child(configName: string): Promise<void> {

@@ -1,3 +1,4 @@
+export * from "./bench";
 export * from "./checkpoint/config";
 export * from "./checkpoint/load";
 export * from "./checkpoint/safetensors";

@@ -18,7 +18,7 @@
  * `--threads 1` there is no thread-pool spinning in it either), so the CPU
  * ratio is the steadier comparison.
  */
-import { createSession, GraphBuilder, type StateDict, type Tensor, tensor } from "@hart/core";
+import { benchTensor, measureMatMulRate, type StateDict, tensor, timeIt } from "@hart/core";
 import { ResidualDiffusion, type ResidualScheduler, type SchedulerStepInput, ZeroNoise } from "../src/index";
 
 const args = process.argv.slice(2);
@@ -35,20 +35,8 @@ const steps = arg("steps", "8");
 const reps = Number(arg("reps", "1"));
 const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
 
-/** Deterministic pseudo-random N(0, 1/fanIn)-ish weights (uniform with that variance). */
-function randomTensor(shape: number[], fanIn: number, seed: number): Tensor<"float32"> {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  const amp = Math.sqrt(3 / fanIn);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    data[i] = ((s >>> 0) / 2 ** 32 - 0.5) * 2 * amp;
-  }
-  return tensor("float32", shape, data);
-}
+/** Deterministic pseudo-random weights, uniform with variance 1/fanIn. */
+const randomTensor = (shape: number[], fanIn: number, seed: number) => benchTensor(shape, seed, Math.sqrt(3 / fanIn));
 
 function releaseShapedStateDict(): StateDict {
   const sd: StateDict = new Map();
@@ -76,34 +64,6 @@ function releaseShapedStateDict(): StateDict {
 /** FLOPs of one network evaluation per token (multiply-adds × 2), and of the condition embedding. */
 const stepFlopsPerToken = 2 * (channels * width + depth * 5 * width * width + 2 * width * width + width * 2 * channels);
 const condFlopsPerToken = 2 * condWidth * width;
-
-/** Wall seconds and CPU seconds (all threads) of `fn`. */
-async function measure(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  await fn();
-  const wall = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  return { wall, cpu: (c.user + c.system) / 1e6 };
-}
-
-async function matmulRate(rows: number): Promise<{ wall: number; cpu: number }> {
-  const g = new GraphBuilder("bench_matmul");
-  const x = g.input("x", "float32", ["N", width]);
-  let y = x;
-  for (let i = 0; i < 4; i++) y = g.op("MatMul", [y, g.weight(randomTensor([width, width], width, 100 + i))]);
-  g.output(y, "y");
-  const session = await createSession(g.build(), { intraOpThreads: threads });
-  const feeds = { x: randomTensor([rows, width], 1, 7) };
-  for (let i = 0; i < 2; i++) await session.run(feeds);
-  const runs = 3;
-  const m = await measure(async () => {
-    for (let i = 0; i < runs; i++) await session.run(feeds);
-  });
-  await session.release();
-  const gflop = (runs * 4 * 2 * rows * width * width) / 1e9;
-  return { wall: gflop / m.wall, cpu: gflop / m.cpu };
-}
 
 /** Wraps a scheduler to time its (TypeScript) steps. */
 function timed(inner: ResidualScheduler, clock: { ms: number }): ResidualScheduler {
@@ -137,12 +97,12 @@ for (const tokens of tokenList) {
   // warm-up: builds the sessions; its 8 network runs also warm the arena
   await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
   clock.ms = 0;
-  const m = await measure(async () => {
+  const m = await timeIt(async () => {
     for (let r = 0; r < reps; r++) await diffusion.sample(cond, { cfg: 4.5, noise: new ZeroNoise(), scheduler });
   });
   const gflop = (reps * n * (numSteps * stepFlopsPerToken + condFlopsPerToken)) / 1e9;
   const rate = { wall: gflop / m.wall, cpu: gflop / m.cpu };
-  const ref = await matmulRate(n);
+  const ref = await measureMatMulRate({ rows: n, width, intraOpThreads: threads });
   const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(0)} %`;
   console.log(
     `2 x ${tokens} tokens: ${(m.wall / reps).toFixed(2)} s per sampling run (${(gflop / reps / 1000).toFixed(2)} TFLOP), ` +

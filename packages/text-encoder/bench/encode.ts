@@ -12,7 +12,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type DType, type StateDict, type Tensor, tensor } from "@hart/core";
+import { type DType, memoryStats, type StateDict, type Tensor, tensor } from "@hart/core";
 import {
   type EncodeOptions,
   PromptTokenizer,
@@ -53,15 +53,10 @@ const PROMPTS = [
   "Chinese architecture, ancient style,mountain, bird, lotus, pond, big tree, 4K Unity, octane rendering.",
 ];
 
-/** Peak and current resident set size in GiB (Linux /proc; elsewhere maxRSS). */
+/** Peak and current resident set size in GiB. */
 function memory(): { rss: number; peak: number } {
-  try {
-    const status = readFileSync("/proc/self/status", "utf8");
-    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)![1]) / 2 ** 20;
-    return { rss: kb("VmRSS"), peak: kb("VmHWM") };
-  } catch {
-    return { rss: process.memoryUsage().rss / 2 ** 30, peak: process.resourceUsage().maxRSS / 2 ** 20 };
-  }
+  const m = memoryStats();
+  return { rss: m.rss / 2 ** 30, peak: m.peak / 2 ** 30 };
 }
 
 /** xorshift32 noise, uniform in [-scale, scale] (or its 16-bit encodings), fast enough for 1.5B values. */

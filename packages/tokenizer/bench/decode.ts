@@ -16,7 +16,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { createSession, GraphBuilder, type Tensor, tensor } from "@hart/core";
+import { benchTensor, measureMatMulRate, memoryStats } from "@hart/core";
 import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "../src/index";
 import { decoderFlops } from "./flops";
 
@@ -46,16 +46,6 @@ function fullSizeConfig(side: number) {
   });
 }
 
-function randomLatent(shape: number[]): Tensor<"float32"> {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  let s = 12345;
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    data[i] = (s / 2 ** 32 - 0.5) * 2;
-  }
-  return tensor("float32", shape, data);
-}
-
 /**
  * Child: one decode size; prints one JSON line. The MatMul rate is measured right before and
  * right after the timed run, because the machine's load changes over minutes.
@@ -64,37 +54,22 @@ async function child(side: number): Promise<void> {
   const config = fullSizeConfig(side);
   const sd = randomTokenizerStateDict(config, { parts: ["decoder"] });
   const tok = HartTokenizer.fromStateDict(config, sd, { intraOpThreads: threads, attention });
-  const latent = randomLatent([1, config.zChannels, side, side]);
+  const latent = benchTensor([1, config.zChannels, side, side], 12345);
   const times: number[] = [];
   const matmul: number[] = [];
   for (let r = 0; r < runs; r++) {
-    if (r === runs - 1) matmul.push(await matmulRate(matmulSide));
+    if (r === runs - 1)
+      matmul.push((await measureMatMulRate({ rows: matmulSide, width: matmulSide, intraOpThreads: threads })).wall);
     const t0 = performance.now();
     const image = await tok.decode(latent);
     times.push((performance.now() - t0) / 1000);
     if (image.shape[2] !== side * 16) throw new Error(`unexpected output shape ${image.shape}`);
   }
-  matmul.push(await matmulRate(matmulSide));
+  matmul.push((await measureMatMulRate({ rows: matmulSide, width: matmulSide, intraOpThreads: threads })).wall);
   const flops = decoderFlops(config, side);
-  const peakRssGB = (process.resourceUsage().maxRSS * 1024) / 1e9;
+  const peakRssGB = memoryStats().peak / 1e9;
   console.log(JSON.stringify({ side, times, flops, peakRssGB, matmul }));
   await tok.release();
-}
-
-/** onnxruntime's plain float32 MatMul rate on an n×n×n product (best of 3 after a warm-up). */
-async function matmulRate(n: number): Promise<number> {
-  const g = new GraphBuilder("matmul_rate");
-  g.output(g.op("MatMul", [g.input("a", "float32", [n, n]), g.input("b", "float32", [n, n])]), "c");
-  const session = await createSession(g.build(), { intraOpThreads: threads });
-  const a = randomLatent([n, n]);
-  let best = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < 4; r++) {
-    const t0 = performance.now();
-    await session.run({ a, b: a });
-    if (r > 0) best = Math.min(best, (performance.now() - t0) / 1000);
-  }
-  await session.release();
-  return (2 * n ** 3) / best / 1e9;
 }
 
 async function parent(): Promise<void> {

@@ -1,0 +1,90 @@
+/**
+ * Measuring helpers shared by every package's benchmark script, so that all
+ * benches report the same reference rate and the same memory figures.
+ */
+import { readFileSync } from "node:fs";
+import { GraphBuilder } from "./graph/builder";
+import { createSession } from "./session";
+import { type Tensor, tensor } from "./tensor";
+
+/** Resident memory in bytes: current RSS, its anonymous (not file-backed) part and the peak RSS. */
+export interface MemoryStats {
+  rss: number;
+  anon: number;
+  peak: number;
+}
+
+/** Reads {@link MemoryStats} from `/proc/self/status` on Linux (elsewhere anon = RSS, peak = maxRSS). */
+export function memoryStats(): MemoryStats {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8");
+    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN) * 1024;
+    return { rss: kb("VmRSS"), anon: kb("RssAnon"), peak: kb("VmHWM") };
+  } catch {
+    const rss = process.memoryUsage().rss;
+    return { rss, anon: rss, peak: process.resourceUsage().maxRSS * 1024 };
+  }
+}
+
+/** Wall and CPU (all threads) seconds of `fn`. CPU time is steadier on a shared machine. */
+export async function timeIt(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1e6 };
+}
+
+/** A float32 tensor of uniform values in [-scale, scale) from a fast, seeded xorshift32 (benchmark data only). */
+export function benchTensor(shape: readonly number[], seed = 1, scale = 1): Tensor<"float32"> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    data[i] = (s / 2 ** 31 - 1) * scale;
+  }
+  return tensor("float32", shape, data);
+}
+
+/** Options of {@link measureMatMulRate}. */
+export interface MatMulRateOptions {
+  /** Rows of the left operand (default 2048). */
+  rows?: number;
+  /** Inner and output width (default 2048). */
+  width?: number;
+  /** Timed runs after two warm-ups; the best is kept (default 3). */
+  runs?: number;
+  /** onnxruntime intra-op threads (default: the session default). */
+  intraOpThreads?: number;
+}
+
+/**
+ * onnxruntime's plain float32 MatMul rate on this machine right now, in
+ * GFLOP/s (wall clock, best run, and CPU time): the reference every bench's
+ * "achieved rate" target is a fraction of. The weight is an initializer, as
+ * model weights are, so prepacking is included as in real graphs.
+ */
+export async function measureMatMulRate(options: MatMulRateOptions = {}): Promise<{ wall: number; cpu: number }> {
+  const rows = options.rows ?? 2048;
+  const width = options.width ?? 2048;
+  const runs = options.runs ?? 3;
+  const g = new GraphBuilder("bench_matmul");
+  g.output(g.op("MatMul", [g.input("x", "float32", [rows, width]), g.weight(benchTensor([width, width], 2))]), "y");
+  const session = await createSession(g.build(), { intraOpThreads: options.intraOpThreads, label: "MatMul rate" });
+  const feeds = { x: benchTensor([rows, width], 1) };
+  for (let i = 0; i < 2; i++) await session.run(feeds);
+  let best = { wall: Number.POSITIVE_INFINITY, cpu: Number.POSITIVE_INFINITY };
+  for (let i = 0; i < runs; i++) {
+    const t = await timeIt(() => session.run(feeds));
+    if (t.wall < best.wall) best = t;
+  }
+  await session.release();
+  const gflop = (2 * rows * width * width) / 1e9;
+  return { wall: gflop / best.wall, cpu: gflop / best.cpu };
+}
