@@ -69,8 +69,8 @@ const runtimes = [
 
 /** The first line that looks like an error, without colours, shortened; else the last line. */
 function firstError(text) {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
   const lines = text
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
     .replace(/\x1b\[[0-9;]*m/g, "")
     .split("\n")
     .map((l) => l.trim())

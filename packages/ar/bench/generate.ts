@@ -18,7 +18,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { createSession, GraphBuilder, type Tensor, tensor } from "@hart/core";
+import { benchTensor, measureMatMulRate, memoryStats, type Tensor, tensor } from "@hart/core";
 import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
 import { HartTransformer, parseConfig, randomTransformerStateDict } from "../src/index";
 import { scaleFlops } from "./flops";
@@ -37,15 +37,7 @@ function schedule(release: number[], end: number): number[] {
   return [...release.filter((p) => p < end), end];
 }
 
-function randomTensor(shape: number[], seed: number): Tensor<"float32"> {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < data.length; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    data[i] = (s / 2 ** 32 - 0.5) * 2;
-  }
-  return tensor("float32", shape, data);
-}
+const randomTensor = (shape: number[], seed: number) => benchTensor(shape, seed);
 
 /** Child: one schedule; prints one JSON line. */
 async function child(end: number): Promise<void> {
@@ -81,7 +73,7 @@ async function child(end: number): Promise<void> {
     consumeWeights: true,
   });
   const loadS = (performance.now() - t0) / 1000;
-  const loadPeakRss = process.resourceUsage().maxRSS * 1024;
+  const loadPeakRss = memoryStats().peak;
   const loadedRss = process.memoryUsage().rss;
 
   const B = 1;
@@ -117,32 +109,22 @@ async function child(end: number): Promise<void> {
   });
   const cacheTokens = T + patchNums.slice(1, -1).reduce((a, p) => a + p * p, 0);
   const kvBytes = cfg.depth * 2 * N * cacheTokens * cfg.embedDim * 4;
-  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const peakRss = memoryStats().peak;
   console.log(
     JSON.stringify({ end, patchNums, loadS, runsMs, flops, weightBytes, kvBytes, peakRss, loadPeakRss, loadedRss }),
   );
   await model.release();
 }
 
-/** onnxruntime's plain float32 MatMul rate on an n×n×n product (best of 3 after a warm-up). */
-async function matmulRate(n: number): Promise<number> {
-  const g = new GraphBuilder("matmul_rate");
-  g.output(g.op("MatMul", [g.input("a", "float32", [n, n]), g.input("b", "float32", [n, n])]), "c");
-  const session = await createSession(g.build(), { intraOpThreads: threads });
-  const a = randomTensor([n, n], 3);
-  let best = Number.POSITIVE_INFINITY;
-  for (let r = 0; r < 4; r++) {
-    const t0 = performance.now();
-    await session.run({ a, b: a });
-    if (r > 0) best = Math.min(best, (performance.now() - t0) / 1000);
-  }
-  await session.release();
-  return (2 * n ** 3) / best / GB;
-}
-
 async function parent(): Promise<void> {
   const ends = arg("ends", "16,32").split(",").map(Number);
-  const mm = await matmulRate(Number(arg("matmul", "2048")));
+  const mm = (
+    await measureMatMulRate({
+      rows: Number(arg("matmul", "2048")),
+      width: Number(arg("matmul", "2048")),
+      intraOpThreads: threads,
+    })
+  ).wall;
   console.log(`onnxruntime MatMul rate: ${mm.toFixed(1)} GFLOP/s (threads: ${threads ?? "default"})`);
   const self = fileURLToPath(import.meta.url);
   for (const end of ends) {

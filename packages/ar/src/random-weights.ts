@@ -3,7 +3,7 @@
  * for any config, for benchmarks and tests that need a model without its
  * checkpoint (the diffusion head and training-only buffers are left out).
  */
-import { type StateDict, type Tensor, tensor } from "@hart/core";
+import { type StateDict, type Tensor, tensor, xorshiftUniform } from "@hart/core";
 import { blocksAreModulated, type HartTransformerConfig, mlpHidden } from "./config";
 
 /** Options of {@link randomTransformerStateDict}. */
@@ -16,19 +16,6 @@ export interface RandomTransformerWeightsOptions {
   seed?: number;
 }
 
-/** xorshift32 → uniform in [−1, 1). */
-function uniformSource(seed: number): () => number {
-  let s = (seed ^ 0x2545f491) >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 31 - 1;
-  };
-}
-
 /**
  * A state dict of random tensors: linear weights uniform with variance
  * 1/fan_in, biases ±0.05, norm weights 1 ± 0.1, embeddings and positions ±1.
@@ -37,7 +24,7 @@ export function randomTransformerStateDict(
   cfg: HartTransformerConfig,
   options: RandomTransformerWeightsOptions,
 ): StateDict {
-  const next = uniformSource(options.seed ?? 0);
+  const next = xorshiftUniform(options.seed ?? 0);
   const sd: StateDict = new Map();
   const C = cfg.embedDim;
   const V = options.vocabSize;

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { GraphBuilder } from "./graph/builder";
+import { xorshiftUniform } from "./rng";
 import { createSession } from "./session";
 import { type Tensor, tensor } from "./tensor";
 
@@ -40,15 +41,8 @@ export async function timeIt(fn: () => Promise<unknown>): Promise<{ wall: number
 export function benchTensor(shape: readonly number[], seed = 1, scale = 1): Tensor<"float32"> {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
-  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    data[i] = (s / 2 ** 31 - 1) * scale;
-  }
+  const next = xorshiftUniform(seed);
+  for (let i = 0; i < n; i++) data[i] = next() * scale;
   return tensor("float32", shape, data);
 }
 

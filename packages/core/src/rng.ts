@@ -322,3 +322,20 @@ export class Rng {
 export function createRng(seed: Seed): Rng {
   return new Rng(seed);
 }
+
+/**
+ * A fast xorshift32 stream of uniform numbers in [−1, 1), for synthetic
+ * weights and benchmark data only (billions of values in seconds). Not the
+ * generator used for sampling: that is {@link createRng}.
+ */
+export function xorshiftUniform(seed: number): () => number {
+  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 2 ** 31 - 1;
+  };
+}

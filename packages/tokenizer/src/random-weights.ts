@@ -4,7 +4,7 @@
  * discovered by building the graphs against a recording weight store, so they
  * always match what the loader asks for.
  */
-import { type StateDict, type Tensor, tensor } from "@hart/core";
+import { type StateDict, type Tensor, tensor, xorshiftUniform } from "@hart/core";
 import type { TokenizerConfig } from "./config";
 import { buildDecoderGraph, buildEncoderGraph } from "./graph/autoencoder";
 import type { Weights } from "./graph/layers";
@@ -18,26 +18,13 @@ export interface RandomWeightsOptions {
   parts?: readonly ("encoder" | "decoder")[];
 }
 
-/** xorshift32 → uniform in [−1, 1). */
-function uniformSource(seed: number): () => number {
-  let s = (seed ^ 0x9e3779b9) >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 2 ** 31 - 1;
-  };
-}
-
 /**
  * A prefix-free state dict (keys like `decoder.conv_in.weight`) with random values:
  * conv weights uniform with variance 1/fan_in, biases ±0.05, norm weights 1 ± 0.1,
  * the codebook uniform in [−1, 1).
  */
 export function randomTokenizerStateDict(config: TokenizerConfig, options: RandomWeightsOptions = {}): StateDict {
-  const next = uniformSource(options.seed ?? 0);
+  const next = xorshiftUniform(options.seed ?? 0);
   const sd: StateDict = new Map();
   const fill = (shape: readonly number[], scale: number, offset = 0): Tensor<"float32"> => {
     const n = shape.reduce((a, b) => a * b, 1);
