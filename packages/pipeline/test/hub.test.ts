@@ -146,8 +146,17 @@ describe("downloadSnapshot", () => {
     hub.cutOnce(big, 300_000);
     const snapshot = await downloadSnapshot(REPO, { cacheDir, hubUrl: hub.url, allowPatterns: ["llm/**"] });
     expect(Buffer.compare(readFileSync(join(snapshot, big)), Buffer.from(model.files.get(big)!))).toBe(0);
-    const gets = contentGets().filter((r) => r.path.endsWith(big));
-    expect(gets.map((r) => r.range)).toEqual([undefined, `bytes=300000-${size - 1}`]);
+    // How much of the cut transfer reaches the client before the socket closes depends on timing;
+    // what matters is that the retry asks only for the rest of what was kept.
+    const ranges = contentGets()
+      .filter((r) => r.path.endsWith(big))
+      .map((r) => r.range);
+    expect(ranges).toHaveLength(2);
+    expect(ranges[0]).toBeUndefined();
+    const resumedFrom = Number(/^bytes=(\d+)-(\d+)$/.exec(ranges[1] ?? "")?.[1]);
+    expect(resumedFrom).toBeGreaterThan(0);
+    expect(resumedFrom).toBeLessThanOrEqual(300_000);
+    expect(ranges[1]).toBe(`bytes=${resumedFrom}-${size - 1}`);
   });
 
   it("leaves a .incomplete blob when interrupted and resumes it on the next call", async () => {
@@ -158,10 +167,12 @@ describe("downloadSnapshot", () => {
     const error = await downloadSnapshot(REPO, { cacheDir, hubUrl: hub.url, maxRetries: 0 }).catch((e) => e);
     expect(error).toBeInstanceOf(HartError);
     expect(error.code).toBe("hub-transfer");
-    expect(error.message).toMatch(/tokenizer\/pytorch_model\.bin.*1000000 of \d+ bytes.*resume/);
+    expect(error.message).toMatch(/tokenizer\/pytorch_model\.bin.*\d+ of \d+ bytes.*resume/);
     const blobs = join(cacheDir, "models--mit-han-lab--hart-tiny-main", "blobs");
     const partial = join(blobs, `${etagOf(data)}.incomplete`);
-    expect(statSync(partial).size).toBe(1_000_000);
+    const kept = statSync(partial).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(1_000_000);
     // Nothing half-written is visible in the snapshot or under refs.
     expect(existsSync(join(cacheDir, "models--mit-han-lab--hart-tiny-main", "snapshots", commitOf(REPO), big))).toBe(
       false,
@@ -175,7 +186,7 @@ describe("downloadSnapshot", () => {
       contentGets()
         .filter((r) => r.path.endsWith(big))
         .map((r) => r.range),
-    ).toEqual([`bytes=1000000-${data.byteLength - 1}`]);
+    ).toEqual([`bytes=${kept}-${data.byteLength - 1}`]);
     expect(existsSync(partial)).toBe(false);
   });
 
