@@ -6,6 +6,7 @@ export * from "./checkpoint/state-dict";
 export * from "./checkpoint/torch-bin";
 export * from "./errors";
 export * from "./graph/builder";
+export * from "./graph/fused";
 export * from "./graph/nn";
 export * from "./io/image";
 export * from "./io/png";

@@ -131,8 +131,11 @@ export interface GraphBuilderOptions {
 export interface OpOptions {
   /** Operator domain, e.g. `"com.microsoft"` for contrib ops (default: the ONNX domain). */
   domain?: string;
-  /** How many outputs the node has (fresh names), or their names (default 1). */
-  outputs?: number | readonly string[];
+  /**
+   * How many outputs the node has (fresh names), or their names (default 1): in a list, `""` omits an optional
+   * output and `undefined` gets a fresh name.
+   */
+  outputs?: number | readonly (string | undefined)[];
   /** Node name (default: a fresh `n_<OpType>_<k>`). */
   name?: string;
 }
@@ -368,11 +371,14 @@ export class GraphBuilder {
     const attribute = Object.entries(attrs)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => this.attr(where, k, v as AttrValue));
+    // An empty name omits that optional output (ONNX convention), e.g. the statistics of a norm.
     const outs =
       typeof options.outputs === "object"
-        ? options.outputs.map((o) => this.claim(o, `${where} output`))
+        ? options.outputs.map((o) =>
+            o === undefined ? this.fresh(opType.toLowerCase()) : o === "" ? "" : this.claim(o, `${where} output`),
+          )
         : Array.from({ length: options.outputs ?? 1 }, () => this.fresh(opType.toLowerCase()));
-    for (const o of outs) this.defined.add(o);
+    for (const o of outs) if (o !== "") this.defined.add(o);
     this.nodes.push(
       create(NodeProtoSchema, {
         opType,
