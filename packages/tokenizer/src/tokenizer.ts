@@ -2,7 +2,17 @@
  * The hybrid tokenizer: conv encoder → `quant_conv` → multi-scale residual
  * quantizer (discrete codes + continuous residual) → `post_quant_conv` → conv decoder.
  */
-import { createSession, emitProgress, HartError, type Session, type StateDict, type Tensor, tensor } from "@hart/core";
+import {
+  type BuiltModel,
+  createSession,
+  emitProgress,
+  graphForm,
+  HartError,
+  type Session,
+  type StateDict,
+  type Tensor,
+  tensor,
+} from "@hart/core";
 import { checkFinite, checkFloatTensor } from "./check";
 import { readTokenizerConfig, type TokenizerConfig } from "./config";
 import { type AutoencoderGraphOptions, buildDecoderGraph, buildEncoderGraph } from "./graph/autoencoder";
@@ -68,7 +78,10 @@ export class HartTokenizer implements ImageTokenizer {
     this.config = config;
     this.weights = weightsOf(stateDict, options.source ?? "the tokenizer state dict", options.keyPrefix ?? "vae.");
     this.canEncode = [...stateDict.keys()].some((k) => k.startsWith("encoder."));
-    this.graphOptions = { attention: options.attention };
+    this.graphOptions = {
+      attention: options.attention,
+      form: graphForm({ device: options.device, graphFlavour: options.graphFlavour }),
+    };
     this.quantizer = HartQuantizer.fromWeights(config, this.weights, {
       device: options.device,
       intraOpThreads: options.intraOpThreads,
@@ -172,6 +185,19 @@ export class HartTokenizer implements ImageTokenizer {
     await this.quantizer.release();
   }
 
+  /**
+   * The autoencoder graphs as they would be compiled (`part` = `"encoder"` or `"decoder"`), e.g. to inspect the
+   * fused form or run it elsewhere. Building fetches and shape-checks the weights; nothing is compiled.
+   */
+  buildGraph(part: "encoder" | "decoder"): BuiltModel {
+    if (part === "encoder" && !this.canEncode) {
+      throw new HartError("unsupported", "this tokenizer is decode-only (no encoder.* weights)");
+    }
+    return part === "encoder"
+      ? buildEncoderGraph(this.config, this.weights, this.graphOptions)
+      : buildDecoderGraph(this.config, this.weights, this.graphOptions);
+  }
+
   /** Builds (without compiling) the graphs, which fetches and shape-checks every autoencoder weight. */
   private checkWeights(): void {
     if (this.canEncode) buildEncoderGraph(this.config, this.weights, this.graphOptions);
@@ -193,10 +219,7 @@ export class HartTokenizer implements ImageTokenizer {
   }
 
   private async compile(part: "encoder" | "decoder"): Promise<Session> {
-    const built =
-      part === "encoder"
-        ? buildEncoderGraph(this.config, this.weights, this.graphOptions)
-        : buildDecoderGraph(this.config, this.weights, this.graphOptions);
+    const built = this.buildGraph(part);
     emitProgress(this.options.onProgress, { stage: "tokenizer:compile", message: part });
     return createSession(built, {
       device: this.options.device,

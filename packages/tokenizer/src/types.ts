@@ -1,4 +1,4 @@
-import type { Device, OnProgress, Tensor } from "@hart/core";
+import type { Device, GraphFlavour, OnProgress, Tensor } from "@hart/core";
 
 /**
  * What the AR transformer needs from the quantizer: the scale schedule, the
@@ -69,6 +69,12 @@ export interface ImageTokenizer {
 export interface TokenizerLoadOptions {
   /** Where the graphs run (default `"cpu"`). */
   device?: Device;
+  /**
+   * Graph operator forms: `"fused"` (the default on `cuda`) emits onnxruntime's CUDA GroupNorm (NHWC, SiLU fused)
+   * in the autoencoder; `"plain"` (the default elsewhere) standard ops only. Forcing `"fused"` on CPU fails at
+   * compile time (GroupNorm has no CPU kernel); see `@hart/kernels-cuda`'s `emulateCudaOnlyOps` to check it there.
+   */
+  graphFlavour?: GraphFlavour;
   /** Weight precision inside the graphs (default `"float32"`; inputs and outputs stay float32). */
   dtype?: "float32" | "float16";
   /** Progress callback: `tokenizer:load` (with `file`), `tokenizer:loaded`, `tokenizer:compile` (with `message`). */

@@ -3,7 +3,17 @@
  * as ONNX ops on NCHW values. Weights are the checkpoint's own tensors (PyTorch
  * Conv2d layout `[out, in, kh, kw]`), fetched by key from a {@link Weights}.
  */
-import { f, type GraphBuilder, HartError, reshape, silu, type Tensor, tensor, type Value } from "@hart/core";
+import {
+  f,
+  type GraphBuilder,
+  type GraphForm,
+  groupNormOf,
+  HartError,
+  PLAIN_FORM,
+  type Tensor,
+  tensor,
+  type Value,
+} from "@hart/core";
 
 /** Typed access to the autoencoder's weights by their state-dict key (without the `vae.` prefix). */
 export interface Weights {
@@ -39,10 +49,18 @@ export function conv2d(
 }
 
 /**
- * `GroupNorm(32, C, eps 1e-6)` with affine weight/bias: the groups are normalised by
- * InstanceNormalization on a `[B, 32, C/32·H·W]` view, then scaled per channel.
+ * `GroupNorm(32, C, eps 1e-6)` with affine weight/bias, optionally followed by SiLU. Plain form: the groups are
+ * normalised by InstanceNormalization on a `[B, 32, C/32·H·W]` view, then scaled per channel; fused form (CUDA):
+ * `com.microsoft` `GroupNorm` in NHWC with the SiLU inside (see `groupNormOf` in `@hart/core`).
  */
-export function groupNorm(g: GraphBuilder, x: Value, w: Weights, prefix: string, C: number): Value {
+export function groupNorm(
+  g: GraphBuilder,
+  x: Value,
+  w: Weights,
+  prefix: string,
+  C: number,
+  opts: { form?: GraphForm; silu?: boolean } = {},
+): Value {
   if (C % NORM_GROUPS !== 0) {
     throw new HartError(
       "config",
@@ -51,23 +69,26 @@ export function groupNorm(g: GraphBuilder, x: Value, w: Weights, prefix: string,
   }
   const gammaC = w.get(`${prefix}.weight`, [C]);
   const betaC = w.get(`${prefix}.bias`, [C]);
-  if (C === NORM_GROUPS) {
-    return g.op("InstanceNormalization", [x, g.weight(gammaC), g.weight(betaC)], { epsilon: f(NORM_EPS) });
-  }
-  const ones = tensor("float32", [NORM_GROUPS], new Float32Array(NORM_GROUPS).fill(1));
-  const zeros = tensor("float32", [NORM_GROUPS], new Float32Array(NORM_GROUPS));
-  const xBGN = g.op("Reshape", [x, g.ints([0, NORM_GROUPS, -1])]);
-  const yBGN = g.op("InstanceNormalization", [xBGN, g.weight(ones), g.weight(zeros)], { epsilon: f(NORM_EPS) });
-  const y = g.op("Reshape", [yBGN, g.op("Shape", [x])]);
-  const scaled = g.op("Mul", [y, g.weight(reshape(gammaC, [C, 1, 1]))]);
-  return g.op("Add", [scaled, g.weight(reshape(betaC, [C, 1, 1]))]);
+  return groupNormOf(g, opts.form ?? PLAIN_FORM, x, gammaC, betaC, {
+    groups: NORM_GROUPS,
+    eps: NORM_EPS,
+    silu: opts.silu,
+  });
 }
 
 /** `ResnetBlock(cin → cout)`: `nin_shortcut(x) + conv2(swish(norm2(conv1(swish(norm1(x))))))`. */
-export function resnetBlock(g: GraphBuilder, x: Value, w: Weights, prefix: string, cin: number, cout: number): Value {
-  let h = silu(g, groupNorm(g, x, w, `${prefix}.norm1`, cin));
+export function resnetBlock(
+  g: GraphBuilder,
+  x: Value,
+  w: Weights,
+  prefix: string,
+  cin: number,
+  cout: number,
+  form: GraphForm = PLAIN_FORM,
+): Value {
+  let h = groupNorm(g, x, w, `${prefix}.norm1`, cin, { form, silu: true });
   h = conv2d(g, h, w, `${prefix}.conv1`, { cin, cout, k: 3 });
-  h = silu(g, groupNorm(g, h, w, `${prefix}.norm2`, cout));
+  h = groupNorm(g, h, w, `${prefix}.norm2`, cout, { form, silu: true });
   h = conv2d(g, h, w, `${prefix}.conv2`, { cin: cout, cout, k: 3 });
   const shortcut = cin === cout ? x : conv2d(g, x, w, `${prefix}.nin_shortcut`, { cin, cout, k: 1 });
   return g.op("Add", [shortcut, h]);
@@ -84,8 +105,9 @@ export function attnBlock(
   prefix: string,
   C: number,
   kind: AttentionKind,
+  form: GraphForm = PLAIN_FORM,
 ): Value {
-  const h = groupNorm(g, x, w, `${prefix}.norm`, C);
+  const h = groupNorm(g, x, w, `${prefix}.norm`, C, { form });
   const qkvB3CHW = conv2d(g, h, w, `${prefix}.qkv`, { cin: C, cout: 3 * C, k: 1 });
   const qkvBN3C = g.op("Transpose", [g.op("Reshape", [qkvB3CHW, g.ints([0, 3 * C, -1])])], { perm: [0, 2, 1] });
   const [qBNC, kBNC, vBNC] = g.opMulti("Split", [qkvBN3C, g.ints([C, C, C])], { axis: 2 }, { outputs: 3 });
