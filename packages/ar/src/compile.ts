@@ -9,6 +9,9 @@ import {
   createSession,
   type Device,
   emitProgress,
+  type GraphFlavour,
+  type GraphForm,
+  graphForm,
   HartError,
   type OnProgress,
   type ProgressEvent,
@@ -43,6 +46,13 @@ export interface ARLoadProgressEvent extends ProgressEvent {
 export interface HartTransformerOptions {
   /** Where the graphs run (default `"cpu"`). */
   device?: Device;
+  /**
+   * Graph operator forms (default: `"fused"` on `cuda`, `"plain"` elsewhere). Fused: onnxruntime's
+   * `SimplifiedLayerNormalization`/`SkipSimplifiedLayerNormalization`, `RotaryEmbedding` and `MultiHeadAttention`
+   * with past/present keys/values (cache layout `[N, H, P, hd]`); all have CPU kernels, so `"fused"` also runs
+   * (more slowly) on CPU, which is how it is tested.
+   */
+  graphFlavour?: GraphFlavour;
   /** Weight precision; only `"float32"` is supported. */
   dtype?: "float32" | "float16";
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
@@ -86,6 +96,8 @@ export interface CompiledTransformer {
   posEmbed?: Tensor<"float32">;
   /** Options every session was created with (for graphs compiled later). */
   sessionDefaults: SessionOptions;
+  /** The graph form every graph was built in. */
+  form: GraphForm;
 }
 
 /** Checks the state dict against the config and the quantizer and compiles every graph. */
@@ -142,6 +154,7 @@ export async function compileTransformer(
     enableCpuMemArena: false,
     ...options.sessionOptions,
   };
+  const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
   const modulated = blocksAreModulated(cfg);
   const total = cfg.depth + 5 + (cfg.useTimestepEmbed ? 1 : 0);
   let done = 0;
@@ -212,7 +225,7 @@ export async function compileTransformer(
       table: w.take(`blocks.${i}.scale_shift_table`, [6, C]),
     }));
   }
-  const prologue = await compile("prologue", () => buildPrologueGraph(cfg, prologueW));
+  const prologue = await compile("prologue", () => buildPrologueGraph(cfg, prologueW, form));
   const rope = cfg.attnType === "llama" ? await compile("rope", () => buildRopeGraph(hd)) : undefined;
 
   const hidden = mlpHidden(cfg);
@@ -266,25 +279,33 @@ export async function compileTransformer(
       ffn,
       l2Scale,
     };
-    blocks.push(await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated)));
+    blocks.push(await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated, form)));
   }
   const head = await compile("head", () =>
-    buildHeadGraph(cfg, {
-      normW: cfg.attnType === "llama" ? vec("head_nm.ln_wo_grad.weight", C) : undefined,
-      headOI: lin("head", V, C),
-      headB: vec("head.bias", V),
-    }),
+    buildHeadGraph(
+      cfg,
+      {
+        normW: cfg.attnType === "llama" ? vec("head_nm.ln_wo_grad.weight", C) : undefined,
+        headOI: lin("head", V, C),
+        headB: vec("head.bias", V),
+      },
+      form,
+    ),
   );
   const wordOI = lin("word_embed", C, Cvae);
   const wordB = vec("word_embed.bias", C);
   const embed = await compile("embed", () => buildEmbedGraph(cfg, wordOI, wordB));
   const cond = await compile("diffusion condition", () =>
-    buildCondGraph(cfg, {
-      wordOI,
-      wordB,
-      normW: vec("decoder_norm.weight", C),
-      normB: cfg.attnType === "gpt2" ? vec("decoder_norm.bias", C) : undefined,
-    }),
+    buildCondGraph(
+      cfg,
+      {
+        wordOI,
+        wordB,
+        normW: vec("decoder_norm.weight", C),
+        normB: cfg.attnType === "gpt2" ? vec("decoder_norm.bias", C) : undefined,
+      },
+      form,
+    ),
   );
   return {
     patchNums,
@@ -292,5 +313,6 @@ export async function compileTransformer(
     levels,
     posEmbed,
     sessionDefaults,
+    form,
   };
 }

@@ -7,8 +7,18 @@
  */
 import { HartError, type Tensor, tensor } from "@hart/core";
 
-/** Keys and values of every block for one generation. */
-export class KVCache {
+/** What the scale loop needs of a KV cache: each block's past as graph inputs, and the block's update. */
+export interface BlockKVCache {
+  /** Cached tokens per row of `block`. */
+  length(block: number): number;
+  /** The cached keys and values of `block`, as the block graph takes them (no copy). */
+  past(block: number): { k: Tensor<"float32">; v: Tensor<"float32"> };
+  /** Stores the block graph's cache outputs `k`/`v` for `block`. */
+  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void;
+}
+
+/** Keys and values of every block for one generation (the plain graphs' `[N, P, C]` layout). */
+export class KVCache implements BlockKVCache {
   private readonly keys: Float32Array[];
   private readonly values: Float32Array[];
   private readonly lengths: number[];
@@ -72,8 +82,64 @@ export class KVCache {
     this.lengths[block] = P + l;
   }
 
+  /** {@link append}: the plain block graphs return this scale's new keys/values. */
+  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void {
+    this.append(block, k, v);
+  }
+
   /** Bytes the cache holds when full. */
   get bytes(): number {
     return this.keys.length * 2 * this.rows * this.capacity * this.width * 4;
+  }
+}
+
+/**
+ * The fused block graphs' cache: `[N, H, P, hd]` per block, replaced by each storing run's `present` keys/values
+ * (onnxruntime's `MultiHeadAttention` appends the new tokens itself). This is the layout a device-resident cache
+ * keeps; with onnxruntime-node's CPU-only outputs the present tensors come back to JS every storing scale.
+ */
+export class PresentKVCache implements BlockKVCache {
+  private readonly keys: Tensor<"float32">[];
+  private readonly values: Tensor<"float32">[];
+
+  /**
+   * @param blocks number of transformer blocks
+   * @param rows N (the guidance batch, 2B)
+   * @param heads H
+   * @param headDim hd
+   */
+  constructor(
+    blocks: number,
+    readonly rows: number,
+    readonly heads: number,
+    readonly headDim: number,
+  ) {
+    const empty = tensor("float32", [rows, heads, 0, headDim], new Float32Array(0));
+    this.keys = new Array(blocks).fill(empty);
+    this.values = new Array(blocks).fill(empty);
+  }
+
+  length(block: number): number {
+    return this.keys[block].shape[2];
+  }
+
+  past(block: number): { k: Tensor<"float32">; v: Tensor<"float32"> } {
+    return { k: this.keys[block], v: this.values[block] };
+  }
+
+  /** Replaces `block`'s cache by the graph's present keys/values `[N, H, P + l, hd]`. */
+  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void {
+    const [N, H, T, d] = k.shape;
+    const P = this.length(block);
+    const fits = (t: Tensor) =>
+      t.shape.length === 4 && t.shape[0] === this.rows && t.shape[1] === this.heads && t.shape[3] === this.headDim;
+    if (N !== this.rows || H !== this.heads || d !== this.headDim || !fits(v) || v.shape[2] !== T || T < P) {
+      throw new HartError(
+        "shape",
+        `KV cache: present keys [${k.shape}] / values [${v.shape}] do not extend [${this.rows}, ${this.heads}, ${P}, ${this.headDim}]`,
+      );
+    }
+    this.keys[block] = k;
+    this.values[block] = v;
   }
 }

@@ -9,7 +9,9 @@ import {
   type BuiltModel,
   createSession,
   emitProgress,
+  type GraphForm,
   HartError,
+  kvLayoutOf,
   type OnProgress,
   readConfig,
   type Session,
@@ -29,7 +31,7 @@ import {
 } from "./compile";
 import { type HartTransformerConfig, headDim, parseConfig } from "./config";
 import { buildFilterGraph, buildGumbelGraph } from "./graphs/sampling";
-import { KVCache } from "./kv-cache";
+import { type BlockKVCache, KVCache, PresentKVCache } from "./kv-cache";
 import { type ScaleStep, scalePlan } from "./plan";
 import { contextPositions, imagePositions, ropeExponents } from "./positions";
 import {
@@ -62,6 +64,8 @@ export class HartTransformer implements Transformer {
   /** `pos_1LC` for gpt2 attention. */
   private readonly posEmbed: Tensor<"float32"> | undefined;
   private readonly sessionDefaults: SessionOptions;
+  /** The graph form the sessions were built in (fused on CUDA). */
+  private readonly form: GraphForm;
 
   private constructor(
     config: HartTransformerConfig,
@@ -76,6 +80,7 @@ export class HartTransformer implements Transformer {
     this.levels = compiled.levels;
     this.posEmbed = compiled.posEmbed;
     this.sessionDefaults = compiled.sessionDefaults;
+    this.form = compiled.form;
   }
 
   private lazy = new Map<string, Promise<Session>>();
@@ -183,7 +188,7 @@ export class HartTransformer implements Transformer {
     x: Tensor<"float32">,
     rope: { cos: Tensor; sin: Tensor } | undefined,
     blockMods: Tensor<"float32"> | undefined,
-    cache: KVCache,
+    cache: BlockKVCache,
     store: boolean,
     signal: AbortSignal | undefined,
     trace: ((name: string, value: Tensor) => void) | undefined,
@@ -204,7 +209,7 @@ export class HartTransformer implements Transformer {
         feeds.mod = tensor("float32", [N, 6, C], blockMods.data.subarray(i * n, (i + 1) * n));
       }
       const out = await this.sessions.blocks[i].run(feeds, store ? ["y", "k", "v"] : ["y"]);
-      if (store) cache.append(i, out.k as Tensor<"float32">, out.v as Tensor<"float32">);
+      if (store) cache.update(i, out.k as Tensor<"float32">, out.v as Tensor<"float32">);
       x = out.y as Tensor<"float32">;
       trace?.(`s${si}.block${i}_out`, x);
     }
@@ -320,7 +325,10 @@ export class HartTransformer implements Transformer {
     }
     const capacity =
       T + pns.slice(1, SN - 1).reduce((a, p) => a + p * p, 0) + iterSizes.slice(0, -1).reduce((a, n) => a + n, 0);
-    const cache = new KVCache(cfg.depth, N, C, capacity);
+    const cache: BlockKVCache =
+      kvLayoutOf(this.form) === "heads"
+        ? new PresentKVCache(cfg.depth, N, cfg.numHeads, hd)
+        : new KVCache(cfg.depth, N, C, capacity);
 
     const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {
       if (!this.sessions.rope) return undefined;

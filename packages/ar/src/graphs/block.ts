@@ -6,13 +6,19 @@
  * TypeScript (outputs are copied by onnxruntime, inputs are not).
  */
 import {
+  addRmsNorm,
+  attentionWithCache,
   type BuiltModel,
-  f,
   GraphBuilder,
+  type GraphForm,
   geluTanh,
+  HartError,
+  kvLayoutOf,
   layerNorm,
   linearOI,
-  rmsNorm,
+  PLAIN_FORM,
+  rmsNormOf,
+  ropeOf,
   silu,
   type Tensor,
   type Value,
@@ -50,8 +56,16 @@ export interface BlockWeights {
  * The norm every HART block uses: RMSNorm (llama attention) or LayerNorm
  * without affine (gpt2 attention).
  */
-export function blockNorm(g: GraphBuilder, cfg: HartTransformerConfig, x: Value, w?: Tensor): Value {
-  return cfg.attnType === "llama" ? rmsNorm(g, x, cfg.normEps, w) : layerNorm(g, x, cfg.normEps, cfg.embedDim);
+export function blockNorm(
+  g: GraphBuilder,
+  cfg: HartTransformerConfig,
+  x: Value,
+  w?: Tensor,
+  form: GraphForm = PLAIN_FORM,
+): Value {
+  return cfg.attnType === "llama"
+    ? rmsNormOf(g, form, x, cfg.normEps, cfg.embedDim, w)
+    : layerNorm(g, x, cfg.normEps, cfg.embedDim);
 }
 
 /** `q·cos + swapHalves(q)·sinSigned` per head: HART's rotate_half RoPE with `sinSigned = cat(-sin[:d/2], sin[d/2:])`. */
@@ -79,8 +93,13 @@ function modulatedNorm(
   x: Value,
   w: BlockWeights,
   mod?: { scale: Value; shift: Value },
+  form: GraphForm = PLAIN_FORM,
 ): Value {
-  const h = blockNorm(g, cfg, x, w.normW);
+  return modulate(g, blockNorm(g, cfg, x, w.normW, form), mod);
+}
+
+/** `h·(1+scale)+shift` when modulated, else `h`. */
+function modulate(g: GraphBuilder, h: Value, mod?: { scale: Value; shift: Value }): Value {
   if (!mod) return h;
   return g.op("Add", [g.op("Mul", [h, g.op("Add", [mod.scale, g.scalar(1)])]), mod.shift]);
 }
@@ -91,63 +110,86 @@ function modulatedNorm(
  * Inputs: `x` `[N, l, C]`; with llama attention `cos`/`sin` `[N, l, hd]`
  * (`sin` already sign-flipped on its first half); when the blocks are
  * modulated `mod` `[N, 6, C]` (gamma1, gamma2, scale1, scale2, shift1,
- * shift2); `pastK`/`pastV` `[N, P, C]` (P may be 0).
- * Outputs: `y` `[N, l, C]`, `k`/`v` `[N, l, C]` (this scale's keys/values, after RoPE).
+ * shift2); `pastK`/`pastV` (P may be 0).
+ * Outputs: `y` `[N, l, C]` and the KV cache update `k`/`v` (after RoPE).
+ *
+ * The plain form (CPU) takes `pastK`/`pastV` as `[N, P, C]` and returns this scale's keys/values `[N, l, C]`, which
+ * the caller appends. The fused form (CUDA) uses `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`
+ * (residual + second norm), `RotaryEmbedding` and `MultiHeadAttention` with `past_key`/`past_value` `[N, H, P, hd]`,
+ * returning `present` keys/values `[N, H, P+l, hd]` that replace the cache (see `kvLayoutOf` in `@hart/core`).
  */
 export function buildBlockGraph(
   cfg: HartTransformerConfig,
   index: number,
   w: BlockWeights,
   modulated: boolean,
+  form: GraphForm = PLAIN_FORM,
 ): BuiltModel {
+  if (form.precision !== "float32") {
+    throw new HartError("unsupported", `unsupported: ${form.precision} transformer blocks (the blocks run in float32)`);
+  }
   const C = cfg.embedDim;
   const H = cfg.numHeads;
   const hd = headDim(cfg);
-  const g = new GraphBuilder(`hart-block-${index}`);
+  const fused = form.flavour === "fused";
+  const g = new GraphBuilder(`hart-block-${index}${fused ? "-fused" : ""}`);
   const x = g.input("x", "float32", ["N", "l", C]);
-  let cos4: Value | undefined;
-  let sin4: Value | undefined;
+  let cos: Value | undefined;
+  let sin: Value | undefined;
   if (cfg.attnType === "llama") {
-    const axes = g.ints([2]);
-    cos4 = g.op("Unsqueeze", [g.input("cos", "float32", ["N", "l", hd]), axes]);
-    sin4 = g.op("Unsqueeze", [g.input("sin", "float32", ["N", "l", hd]), axes]);
+    cos = g.input("cos", "float32", ["N", "l", hd]);
+    sin = g.input("sin", "float32", ["N", "l", hd]);
   }
   let mods: Value[] | undefined;
   if (modulated) {
     const mod = g.input("mod", "float32", ["N", 6, C]);
     mods = g.opMulti("Split", [mod, g.ints([1, 1, 1, 1, 1, 1])], { axis: 1 }, { outputs: 6 });
   }
-  const pastK = g.input("pastK", "float32", ["N", "P", C]);
-  const pastV = g.input("pastV", "float32", ["N", "P", C]);
+  const heads = kvLayoutOf(form) === "heads";
+  const pastShape = heads ? ["N", H, "P", hd] : ["N", "P", C];
+  const pastK = g.input("pastK", "float32", pastShape);
+  const pastV = g.input("pastV", "float32", pastShape);
 
   // attention
-  const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] });
+  const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] }, form);
   const qkv = linearOI(g, h1, w.qkvOI, w.qkvBias);
   let [q, k, v] = g.opMulti("Split", [qkv, g.ints([C, C, C])], { axis: -1 }, { outputs: 3 });
   if (cfg.attnL2Norm) {
     q = l2PerHead(g, q, H, hd, w.l2Scale);
     k = l2PerHead(g, k, H, hd);
   }
-  if (cos4 && sin4) {
-    q = rope(g, q, cos4, sin4, H, hd);
-    k = rope(g, k, cos4, sin4, H, hd);
+  if (cos && sin) {
+    if (fused) {
+      // 2-D RoPE tables (rows on the first half, columns on the second) and 1-D ones share this graph
+      const rotate = ropeOf(g, form, { cos, sin, foldedSign: true }, { heads: H, headDim: hd });
+      q = rotate(q);
+      k = rotate(k);
+    } else {
+      const axes = g.ints([2]);
+      const cos4 = g.op("Unsqueeze", [cos, axes]);
+      const sin4 = g.op("Unsqueeze", [sin, axes]);
+      q = rope(g, q, cos4, sin4, H, hd);
+      k = rope(g, k, cos4, sin4, H, hd);
+    }
   }
-  const allK = g.op("Concat", [pastK, k], { axis: 1 });
-  const allV = g.op("Concat", [pastV, v], { axis: 1 });
-  // 3-D Q/K/V without mask or bias keeps onnxruntime on its flash-attention path (no L×P score matrix).
+  // Plain: 3-D Q/K/V without mask or bias keeps onnxruntime on its flash-attention path (no L×P score matrix).
   const scale = cfg.attnL2Norm ? 1 : Math.fround(0.25 / Math.sqrt(hd));
-  const attn = g.op(
-    "MultiHeadAttention",
-    [q, allK, allV],
-    { num_heads: H, scale: f(scale) },
-    { domain: "com.microsoft" },
-  );
-  let o = linearOI(g, attn, w.projOI, w.projB);
+  const att = attentionWithCache(g, form, { q, k, v }, { k: pastK, v: pastV }, { heads: H, scale });
+  let o = linearOI(g, att.o, w.projOI, w.projB);
   if (mods) o = g.op("Mul", [o, mods[0]]);
-  const x1 = g.op("Add", [x, o]);
+  let x1: Value;
+  let h2: Value;
+  const mod2 = mods && { scale: mods[3], shift: mods[5] };
+  if (fused && cfg.attnType === "llama") {
+    const { sum, y } = addRmsNorm(g, form, x, o, cfg.normEps, C, w.normW);
+    x1 = sum;
+    h2 = modulate(g, y, mod2);
+  } else {
+    x1 = g.op("Add", [x, o]);
+    h2 = modulatedNorm(g, cfg, x1, w, mod2, form);
+  }
 
   // feed-forward
-  const h2 = modulatedNorm(g, cfg, x1, w, mods && { scale: mods[3], shift: mods[5] });
   let ff: Value;
   if (w.ffn.kind === "llama") {
     const hidden = w.ffn.downOI.shape[1];
@@ -165,7 +207,8 @@ export function buildBlockGraph(
   const y = g.op("Add", [x1, ff]);
 
   g.output(y, "y", "float32", ["N", "l", C]);
-  g.output(k, "k", "float32", ["N", "l", C]);
-  g.output(v, "v", "float32", ["N", "l", C]);
+  const kvShape = heads ? ["N", H, "T", hd] : ["N", "l", C];
+  g.output(att.k, "k", "float32", kvShape);
+  g.output(att.v, "v", "float32", kvShape);
   return g.build();
 }

@@ -3,7 +3,16 @@
  * guidance, the next scale's input embedding, and the last scale's
  * conditioning for the residual diffusion.
  */
-import { type BuiltModel, GraphBuilder, layerNorm, linearOI, rmsNorm, type Tensor } from "@hart/core";
+import {
+  type BuiltModel,
+  GraphBuilder,
+  type GraphForm,
+  layerNorm,
+  linearOI,
+  PLAIN_FORM,
+  rmsNormOf,
+  type Tensor,
+} from "@hart/core";
 import type { HartTransformerConfig } from "../config";
 import { blockNorm } from "./block";
 
@@ -22,7 +31,7 @@ export interface HeadWeights {
  * `headMod` `[N, 2, C]`, `cfgA` = f32(1+t), `cfgB` = f32(t) (shape `[1]`).
  * Outputs: `logits` `[N, l, V]`, `guided` `[B, l, V]` = `cfgA·logits[:B] − cfgB·logits[B:]`.
  */
-export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights): BuiltModel {
+export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights, form: GraphForm = PLAIN_FORM): BuiltModel {
   const C = cfg.embedDim;
   const V = w.headOI.shape[0];
   const g = new GraphBuilder("hart-head");
@@ -31,7 +40,7 @@ export function buildHeadGraph(cfg: HartTransformerConfig, w: HeadWeights): Buil
   const cfgA = g.input("cfgA", "float32", [1]);
   const cfgB = g.input("cfgB", "float32", [1]);
   const [scale, shift] = g.opMulti("Split", [mod, g.ints([1, 1])], { axis: 1 }, { outputs: 2 });
-  const h = g.op("Add", [g.op("Mul", [blockNorm(g, cfg, x, w.normW), g.op("Add", [scale, g.scalar(1)])]), shift]);
+  const h = g.op("Add", [g.op("Mul", [blockNorm(g, cfg, x, w.normW, form), g.op("Add", [scale, g.scalar(1)])]), shift]);
   const logits = linearOI(g, h, w.headOI, w.headB);
   const [cond, uncond] = g.opMulti("Split", [logits], { axis: 0, num_outputs: 2 }, { outputs: 2 });
   const guided = g.op("Sub", [g.op("Mul", [cond, cfgA]), g.op("Mul", [uncond, cfgB])]);
@@ -78,7 +87,7 @@ export interface CondWeights {
  * Inputs: `hidden` `[N, l, C]`, `codes` `[B, l, Cvae]` (codebook rows of the
  * sampled indices). Outputs: `cond` `[N, l, C]`, `discrete` `[B, l, C]`.
  */
-export function buildCondGraph(cfg: HartTransformerConfig, w: CondWeights): BuiltModel {
+export function buildCondGraph(cfg: HartTransformerConfig, w: CondWeights, form: GraphForm = PLAIN_FORM): BuiltModel {
   const C = cfg.embedDim;
   const Cvae = w.wordOI.shape[1];
   const g = new GraphBuilder("hart-diffusion-cond");
@@ -87,7 +96,9 @@ export function buildCondGraph(cfg: HartTransformerConfig, w: CondWeights): Buil
   const d = linearOI(g, codes, w.wordOI, w.wordB);
   const z = g.op("Add", [hidden, g.op("Concat", [d, d], { axis: 0 })]);
   const cond =
-    cfg.attnType === "llama" ? rmsNorm(g, z, cfg.normEps, w.normW) : layerNorm(g, z, cfg.normEps, C, w.normW, w.normB);
+    cfg.attnType === "llama"
+      ? rmsNormOf(g, form, z, cfg.normEps, C, w.normW)
+      : layerNorm(g, z, cfg.normEps, C, w.normW, w.normB);
   g.output(cond, "cond", "float32", ["N", "l", C]);
   g.output(d, "discrete", "float32", ["B", "l", C]);
   return g.build();

@@ -4,7 +4,17 @@
  * scale's input (the context tokens), and every adaLN modulation (the blocks'
  * when they have one, and `head_nm`'s from the max-pooled context).
  */
-import { type BuiltModel, GraphBuilder, linearOI, rmsNorm, silu, type Tensor, type Value } from "@hart/core";
+import {
+  type BuiltModel,
+  GraphBuilder,
+  type GraphForm,
+  linearOI,
+  PLAIN_FORM,
+  rmsNormOf,
+  silu,
+  type Tensor,
+  type Value,
+} from "@hart/core";
 import type { HartTransformerConfig } from "../config";
 
 /** Weights of the prologue graph (PyTorch `[out, in]` layout for linear layers). */
@@ -40,7 +50,11 @@ function pool(g: GraphBuilder, cond: Value, mode: "avg" | "max", maskN1T?: Value
  * `[depth, N, 6, C]` when the blocks are modulated, and for inspection
  * `contextNormOut` `[N, T, Dc]`, `cond` `[N, T, C]`.
  */
-export function buildPrologueGraph(cfg: HartTransformerConfig, w: PrologueWeights): BuiltModel {
+export function buildPrologueGraph(
+  cfg: HartTransformerConfig,
+  w: PrologueWeights,
+  form: GraphForm = PLAIN_FORM,
+): BuiltModel {
   const C = cfg.embedDim;
   const g = new GraphBuilder("hart-prologue");
   const context = g.input("context", "float32", ["B", cfg.contextToken, cfg.contextDim]);
@@ -51,7 +65,7 @@ export function buildPrologueGraph(cfg: HartTransformerConfig, w: PrologueWeight
   // classifier-free guidance: the unconditional half sees an all-zero context
   const zeros = g.op("ConstantOfShape", [g.op("Shape", [context])]);
   const both = g.op("Concat", [context, zeros], { axis: 0 });
-  const normed = w.contextNormW ? rmsNorm(g, both, cfg.normEps, w.contextNormW) : both;
+  const normed = w.contextNormW ? rmsNormOf(g, form, both, cfg.normEps, cfg.contextDim, w.contextNormW) : both;
   const cond = linearOI(g, normed, w.contextEmbedOI, w.contextEmbedB);
   const sos = w.posStart ? g.op("Add", [cond, g.weight(w.posStart)]) : cond;
   g.output(g.op("Add", [sos, lvl0]), "x0", "float32", ["N", cfg.contextToken, C]);

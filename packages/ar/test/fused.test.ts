@@ -1,0 +1,169 @@
+/**
+ * The fused transformer graphs (the CUDA forms: SimplifiedLayerNormalization, SkipSimplifiedLayerNormalization,
+ * RotaryEmbedding, MultiHeadAttention with past/present keys/values) compute the plain graphs' function. Every op
+ * has a CPU kernel, so both flavours run here in float32: one block on its own, then whole generations.
+ */
+import { createSession, type Tensor, tensor } from "@hart/core";
+import { describe, expect, it } from "vitest";
+import { headDim, mlpHidden } from "../src/config";
+import { type BlockWeights, buildBlockGraph } from "../src/graphs/block";
+import { buildRopeGraph } from "../src/graphs/encodings";
+import { HartTransformer, randomTransformerStateDict } from "../src/index";
+import { imagePositions, ropeExponents } from "../src/positions";
+import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
+
+const FUSED = { flavour: "fused", precision: "float32" } as const;
+
+/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows it. */
+function relErr(label: string, actual: Tensor, expected: Tensor | Float32Array): number {
+  const a = actual.data as Float32Array;
+  const b = expected instanceof Float32Array ? expected : (expected.data as Float32Array);
+  expect(a.length).toBe(b.length);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  const err = Math.sqrt(num / den);
+  console.log(`${label}: relative error ${err.toExponential(2)}`);
+  return err;
+}
+
+let seed = 1;
+function rand(shape: number[], scale = 1, offset = 0): Tensor<"float32"> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    data[i] = offset + scale * (seed / 2 ** 32 - 0.5) * 2;
+  }
+  return tensor("float32", shape, data);
+}
+
+/** `[N, T, C]` → `[N, H, T, hd]`. */
+function toHeads(t: Tensor<"float32">, H: number): Float32Array {
+  const [N, T, C] = t.shape;
+  const hd = C / H;
+  const out = new Float32Array(t.data.length);
+  for (let n = 0; n < N; n++)
+    for (let p = 0; p < T; p++)
+      for (let h = 0; h < H; h++)
+        for (let i = 0; i < hd; i++) out[((n * H + h) * T + p) * hd + i] = t.data[((n * T + p) * H + h) * hd + i];
+  return out;
+}
+
+describe("fused transformer block", () => {
+  for (const [name, overrides] of [
+    ["adaLN block", {}],
+    ["plain block with attn_l2_norm", { disable_aln: true, shared_aln: true, attn_l2_norm: true }],
+  ] as const) {
+    it(`${name}: 2-D RoPE scale over a cache, fused vs plain`, async () => {
+      const cfg = tinyConfig(overrides);
+      const C = cfg.embedDim;
+      const H = cfg.numHeads;
+      const hd = headDim(cfg);
+      const hidden = mlpHidden(cfg);
+      const w: BlockWeights = {
+        qkvOI: rand([3 * C, C], Math.sqrt(3 / C)),
+        qkvBias: rand([3 * C], 0.05),
+        projOI: rand([C, C], Math.sqrt(3 / C)),
+        projB: rand([C], 0.05),
+        normW: rand([C], 0.1, 1),
+        ffn: { kind: "llama", gateUpOI: rand([2 * hidden, C], Math.sqrt(3 / C)), downOI: rand([C, hidden], 0.1) },
+        l2Scale: cfg.attnL2Norm ? rand([H, 1], 0.5, 2) : undefined,
+      };
+      const modulated = !cfg.disableAln;
+      const [N, pn, P] = [4, 3, 7];
+      const l = pn * pn;
+      // HART's 2-D tables of a 3×3 scale: rows on the first half of the head dim, columns on the second
+      const ropeSession = await createSession(buildRopeGraph(hd));
+      const positions = [Int32Array.from({ length: l }, (_, i) => i), Int32Array.from({ length: l }, (_, i) => i)];
+      const pos = imagePositions(pn, 8, Float32Array.of(4, 2, 0, 0), positions, hd);
+      const { cos, sin } = await ropeSession.run({ pos, expo: ropeExponents(hd, 4) });
+      await ropeSession.release();
+      const x = rand([N, l, C], 2);
+      const pastK = rand([N, P, C]);
+      const pastV = rand([N, P, C]);
+      const feeds: Record<string, Tensor> = { x, cos, sin };
+      if (modulated) feeds.mod = rand([N, 6, C], 0.3);
+
+      const plain = await createSession(buildBlockGraph(cfg, 0, w, modulated));
+      const fused = await createSession(buildBlockGraph(cfg, 0, w, modulated, FUSED));
+      const a = await plain.run({ ...feeds, pastK, pastV });
+      const b = await fused.run({
+        ...feeds,
+        pastK: tensor("float32", [N, H, P, hd], toHeads(pastK, H)),
+        pastV: tensor("float32", [N, H, P, hd], toHeads(pastV, H)),
+      });
+      await plain.release();
+      await fused.release();
+      expect(relErr(`ar block (${name}) y fused vs plain`, b.y, a.y)).toBeLessThan(1e-5);
+      // present = cat(past, this scale's keys/values) in [N, H, P + l, hd]
+      const cat = (past: Tensor<"float32">, add: Tensor) => {
+        const out = new Float32Array(N * (P + l) * C);
+        for (let n = 0; n < N; n++) {
+          out.set(past.data.subarray(n * P * C, (n + 1) * P * C), n * (P + l) * C);
+          out.set((add.data as Float32Array).subarray(n * l * C, (n + 1) * l * C), (n * (P + l) + P) * C);
+        }
+        return toHeads(tensor("float32", [N, P + l, C], out), H);
+      };
+      expect(b.k.shape).toEqual([N, H, P + l, hd]);
+      expect(relErr(`ar block (${name}) present k fused vs plain`, b.k, cat(pastK, a.k))).toBeLessThan(1e-5);
+      expect(relErr(`ar block (${name}) present v fused vs plain`, b.v, cat(pastV, a.v))).toBeLessThan(1e-5);
+    });
+  }
+});
+
+describe("fused transformer generation", () => {
+  for (const [name, overrides, iters] of [
+    ["llama, adaLN", {}, 1],
+    ["release-like plain blocks, 3 MaskGIT iterations", { disable_aln: true, sep_aln_pooling_mode: "max" }, 3],
+    [
+      "gpt2 attention (LayerNorm blocks, no RoPE)",
+      { attn_type: "gpt2", mlp_type: "gpt2", use_timestep_embed: false, use_context_norm: false },
+      1,
+    ],
+  ] as const) {
+    it(`${name}: guided logits, codes and diffusion conditioning match the plain flavour`, async () => {
+      const cfg = tinyConfig(overrides);
+      const quantizer = tinyQuantizer(cfg.patchNums);
+      const sd = randomTransformerStateDict(cfg, {
+        vocabSize: quantizer.vocabSize,
+        latentChannels: quantizer.latentChannels,
+        seed: 9,
+      });
+      const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
+      const run = async (graphFlavour: "plain" | "fused") => {
+        const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { graphFlavour });
+        const seen = new Map<string, Tensor>();
+        const result = await model.generate(context, {
+          cfg: 3,
+          topK: 20,
+          numMaskgitIters: iters,
+          random: lcgRandom(21),
+          trace: (n, t) => seen.set(n, t),
+        });
+        await model.release();
+        return { result, seen };
+      };
+      const plain = await run("plain");
+      const fused = await run("fused");
+      const names = [...plain.seen.keys()].filter((n) => n.endsWith("logits_cfg"));
+      expect(names.length).toBeGreaterThanOrEqual(cfg.patchNums.length);
+      for (const n of names) {
+        expect(
+          relErr(`ar generate (${name}) ${n} fused vs plain`, fused.seen.get(n)!, plain.seen.get(n)!),
+        ).toBeLessThan(1e-5);
+      }
+      for (const [si, idx] of plain.result.indices.entries()) expect(fused.result.indices[si].data).toEqual(idx.data);
+      expect(
+        relErr(
+          `ar generate (${name}) diffusion cond fused vs plain`,
+          fused.result.diffusionCond,
+          plain.result.diffusionCond,
+        ),
+      ).toBeLessThan(1e-5);
+    });
+  }
+});
