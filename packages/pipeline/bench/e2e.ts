@@ -1,0 +1,160 @@
+/**
+ * End-to-end latency of one text-to-image generation with the release's
+ * shapes (random weights): transformer (depth 24, width 1536), residual
+ * diffusion (width 1024, depth 6, 8 steps) and the full-size tokenizer
+ * decoder, B = 1 with classifier-free guidance (cfg 4.5, more smooth), for
+ * schedules ending at 16 (256 px) and 32 (512 px). The text encoder is left
+ * out (a fixed random context stands in), which is how the reference figure
+ * the project compares with was taken: the official PyTorch code with the
+ * 732M-parameter release shapes and a 256 px schedule, ≈ 27 s per image on
+ * this machine's CPU (target: ≥ 1.8× faster, i.e. ≤ 15 s).
+ *
+ *   npm run bench -w @hart/pipeline                  # ends 16,32; 1 warm-up + 2 timed runs
+ *   npx tsx bench/e2e.ts --ends 16 --runs 1          # quick check
+ *
+ * Each schedule runs in its own child process so its peak RSS is its own.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { HartTransformer, parseConfig, randomTransformerStateDict } from "@hart/ar";
+import { benchTensor, measureMatMulRate, memoryStats, type StateDict, tensor } from "@hart/core";
+import { ResidualDiffusion } from "@hart/residual-diffusion";
+import type { EncodedPrompts, TextEncoder } from "@hart/text-encoder";
+import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
+import { HartPipeline } from "../src/index";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const runs = Math.max(1, Number(arg("runs", "2")));
+const PYTORCH_256PX_S = 27;
+
+/** The release transformer config, shared with @hart/ar's bench. */
+const releaseConfig = JSON.parse(
+  readFileSync(fileURLToPath(new URL("../../ar/bench/release-config.json", import.meta.url)), "utf8"),
+) as Record<string, unknown> & { patch_nums: number[] };
+
+/** Random `diffloss.net.*` weights of the release diffusion head (uniform, variance 1/fan_in). */
+function diffusionStateDict(width: number, depth: number, channels: number, condWidth: number): StateDict {
+  const sd: StateDict = new Map();
+  let seed = 1;
+  const lin = (key: string, out: number, inF: number) => {
+    sd.set(`diffloss.net.${key}.weight`, benchTensor([out, inF], seed++, Math.sqrt(3 / inF)));
+    sd.set(`diffloss.net.${key}.bias`, benchTensor([out], seed++, 0.05));
+  };
+  lin("input_proj", width, channels);
+  lin("cond_embed", width, condWidth);
+  lin("time_embed.mlp.0", width, 256);
+  lin("time_embed.mlp.2", width, width);
+  for (let i = 0; i < depth; i++) {
+    sd.set(`diffloss.net.res_blocks.${i}.in_ln.weight`, tensor("float32", [width], new Float32Array(width).fill(1)));
+    sd.set(`diffloss.net.res_blocks.${i}.in_ln.bias`, benchTensor([width], seed++, 0.05));
+    lin(`res_blocks.${i}.adaLN_modulation.1`, 3 * width, width);
+    lin(`res_blocks.${i}.mlp.0`, width, width);
+    lin(`res_blocks.${i}.mlp.2`, width, width);
+  }
+  lin("final_layer.adaLN_modulation.1", 2 * width, width);
+  lin("final_layer.linear", 2 * channels, width);
+  return sd;
+}
+
+/** Stands in for Qwen2: a fixed random context of the release's shape (48 valid tokens of 300). */
+function fixedContext(tokens: number, dim: number): TextEncoder {
+  const valid = 48;
+  const context: EncodedPrompts = {
+    contextBLD: benchTensor([1, tokens, dim], 7),
+    mask: tensor(
+      "bool",
+      [1, tokens],
+      Uint8Array.from({ length: tokens }, (_, i) => (i < valid ? 1 : 0)),
+    ),
+    positionIds: tensor(
+      "int64",
+      [1, tokens],
+      BigInt64Array.from({ length: tokens }, (_, i) => BigInt(Math.min(i, valid - 1))),
+    ),
+    tokens: tensor("int64", [1, tokens], new BigInt64Array(tokens)),
+  };
+  return { hiddenSize: dim, encode: async () => context, release: async () => {} };
+}
+
+async function child(end: number): Promise<void> {
+  const patchNums = [...releaseConfig.patch_nums.filter((p) => p < end), end];
+  const cfg = parseConfig({ ...releaseConfig, patch_nums: patchNums }, "ar/bench/release-config.json");
+  const tokConfig = parseTokenizerConfig({
+    model_type: "hart_autoencoder_with_disc",
+    quantizer_type: "var_hybrid",
+    vocab_size: 4096,
+    z_channels: 32,
+    ch: 160,
+    ch_mult: [1, 1, 2, 2, 4],
+    v_patch_nums: patchNums,
+    quant_resi: 0.5,
+    share_quant_resi: 4,
+  });
+  const t0 = performance.now();
+  const tokenizer = HartTokenizer.fromStateDict(tokConfig, randomTokenizerStateDict(tokConfig, { parts: ["decoder"] }));
+  const sd = randomTransformerStateDict(cfg, { vocabSize: tokConfig.vocabSize, latentChannels: tokConfig.zChannels });
+  const transformer = await HartTransformer.fromStateDict(cfg, sd, tokenizer.quantizer, { consumeWeights: true });
+  const diffusion = ResidualDiffusion.fromStateDict(
+    diffusionStateDict(
+      Number(releaseConfig.diff_width),
+      Number(releaseConfig.diff_depth),
+      tokConfig.zChannels,
+      cfg.embedDim,
+    ),
+    {
+      width: Number(releaseConfig.diff_width),
+      depth: Number(releaseConfig.diff_depth),
+      condWidth: cfg.embedDim,
+      numSamplingSteps: String(releaseConfig.num_sampling_steps),
+      sampler: "iddpm",
+    },
+  );
+  const pipeline = new HartPipeline({
+    textEncoder: fixedContext(cfg.contextToken, cfg.contextDim),
+    transformer,
+    diffusion,
+    tokenizer,
+  });
+  const loadS = (performance.now() - t0) / 1000;
+  const timings = [];
+  for (let r = 0; r <= runs; r++) {
+    const result = await pipeline.generate({ prompts: ["a bench"], seed: r, cfg: 4.5, moreSmooth: true });
+    if (r > 0) timings.push(result.timings); // the first run is a warm-up
+  }
+  console.log(JSON.stringify({ end, patchNums, loadS, timings, peakRss: memoryStats().peak }));
+}
+
+async function parent(): Promise<void> {
+  const ends = arg("ends", "16,32").split(",").map(Number);
+  const mm = await measureMatMulRate();
+  console.log(
+    `onnxruntime MatMul rate now: ${mm.wall.toFixed(0)} GFLOP/s (the machine's load moves every number here)`,
+  );
+  const self = fileURLToPath(import.meta.url);
+  for (const end of ends) {
+    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(end)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 24,
+    });
+    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const best = r.timings.reduce((a: { totalMs: number }, b: { totalMs: number }) => (b.totalMs < a.totalMs ? b : a));
+    const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+    console.log(
+      `\n${end * 16} px (schedule ends at ${end}, ${r.patchNums.length} scales; B = 1, cfg 4.5; load ${r.loadS.toFixed(1)} s)\n` +
+        `  best of ${r.timings.length}: total ${s(best.totalMs)} = transformer ${s(best.arMs)} + diffusion ${s(best.diffusionMs)} + decode ${s(best.decodeMs)}\n` +
+        `  all runs: ${r.timings.map((t: { totalMs: number }) => s(t.totalMs)).join(", ")}; peak RSS ${(r.peakRss / 2 ** 30).toFixed(2)} GiB` +
+        (end === 16
+          ? `\n  vs the official PyTorch code on this CPU (≈ ${PYTORCH_256PX_S} s): ${(PYTORCH_256PX_S / (best.totalMs / 1000)).toFixed(2)}× (target ≥ 1.8×)`
+          : ""),
+    );
+  }
+}
+
+if (args.includes("--child")) await child(Number(arg("child", "16")));
+else await parent();
