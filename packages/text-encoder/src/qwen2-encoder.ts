@@ -2,6 +2,7 @@ import { join } from "node:path";
 import {
   createSession,
   emitProgress,
+  graphForm,
   HartError,
   type Session,
   type SessionOptions,
@@ -143,11 +144,16 @@ export class Qwen2TextEncoder implements TextEncoder {
       enableCpuMemArena: false,
       ...(dtype === "float32" ? {} : SIXTEEN_BIT_SESSION),
     };
+    const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
     const parts: Part[] = [];
     const started = performance.now();
     try {
       for (const plan of plans) {
-        const model = buildQwen2Part(config, takePart(config, plan, source, dtype, options.sourceName ?? "weights"));
+        const model = buildQwen2Part(
+          config,
+          takePart(config, plan, source, dtype, options.sourceName ?? "weights"),
+          form,
+        );
         parts.push({
           plan,
           session: await createSession(model, { ...sessionOptions, label: `text encoder part ${parts.length}` }),

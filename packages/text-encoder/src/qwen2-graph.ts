@@ -9,7 +9,23 @@
  * weight is ever transposed; 16-bit weights are cast to float32 right before
  * use.
  */
-import { type BuiltModel, GraphBuilder, linearOI, rmsNorm, silu, type Tensor, tensor, type Value } from "@hart/core";
+import {
+  addRmsNorm,
+  type BuiltModel,
+  GraphBuilder,
+  type GraphForm,
+  HartError,
+  linearOI,
+  PLAIN_FORM,
+  type RotaryCaches,
+  rmsNorm,
+  rmsNormOf,
+  rotaryEmbedding,
+  silu,
+  type Tensor,
+  tensor,
+  type Value,
+} from "@hart/core";
 import type { Qwen2Config } from "./config";
 
 /** The weights of one decoder layer (PyTorch layouts, `[out, in]` for projections). */
@@ -88,9 +104,14 @@ interface Shared {
   shapeQ: Value;
   shapeKV: Value;
   shapeND: Value;
+  /** Fused form only: `RotaryEmbedding`'s caches `[S, hd/2]` (positions 0..S-1, offset 0). */
+  rotary?: RotaryCaches;
+  /** Fused form only: the mask as `MultiHeadAttention`'s `attention_bias` `[B, 1, S, S]`, and `[B, S, H·hd]`. */
+  biasB1SS?: Value;
+  shapeBSC?: Value;
 }
 
-function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value): Shared {
+function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value, form: GraphForm): Shared {
   const groups = c.numHeads / c.numKvHeads;
   const shapeBS = g.op("Shape", [maskBS]);
   const seqLen = g.op("Squeeze", [g.op("Slice", [shapeBS, g.ints([1]), g.ints([2])]), g.ints([0])]);
@@ -114,7 +135,7 @@ function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value): Shared {
   const maskAdd = g.op("Where", [allowed, g.scalar(0), g.scalar(-3.4028234663852886e38)]);
 
   const kvd = g.ints([c.numKvHeads, groups, c.headDim]);
-  return {
+  const shared: Shared = {
     cos,
     sin,
     maskAdd,
@@ -122,6 +143,17 @@ function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value): Shared {
     shapeKV: g.op("Concat", [shapeBS, g.ints([c.numKvHeads, 1, c.headDim])], { axis: 0 }),
     shapeND: g.ints([-1, c.numHeads * c.headDim]),
   };
+  if (form.flavour === "fused") {
+    // the same angles as the plain tables (cat(angles, angles)), one cache row per position
+    shared.rotary = {
+      cos: g.op("Cos", [anglesSH]),
+      sin: g.op("Sin", [anglesSH]),
+      positionIds: g.ints([0]),
+    };
+    shared.biasB1SS = g.op("Squeeze", [maskAdd, g.ints([1])]);
+    shared.shapeBSC = g.op("Concat", [shapeBS, g.ints([-1])], { axis: 0 });
+  }
+  return shared;
 }
 
 /** `x * cos + rotate_half(x) * sin` on the last axis, `rotate_half(x) = cat(-x2, x1)`. */
@@ -146,6 +178,27 @@ function attention(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWei
   return g.op("Reshape", [g.op("Transpose", [oBKGSd], { perm: [0, 3, 1, 2, 4] }), s.shapeND]);
 }
 
+/**
+ * The fused form of {@link attention}: `RotaryEmbedding` on `[B, S, H·hd]` queries/keys and `com.microsoft`
+ * `MultiHeadAttention` with the mask as `attention_bias` (KV heads repeated to the query heads, as HF's repeat_kv).
+ */
+function attentionFused(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWeights, s: Shared): Value {
+  const rotate = (xND: Value, heads: number) =>
+    rotaryEmbedding(g, g.op("Reshape", [xND, s.shapeBSC!]), s.rotary!, heads, c.headDim);
+  const q = rotate(linear(g, hND, w.qW, w.qB), c.numHeads);
+  const repeatKv = (kvBSC: Value) =>
+    g.op("Reshape", [g.op("Expand", [g.op("Reshape", [kvBSC, s.shapeKV]), s.shapeQ]), s.shapeBSC!]);
+  const k = repeatKv(rotate(linear(g, hND, w.kW, w.kB), c.numKvHeads));
+  const v = repeatKv(g.op("Reshape", [linear(g, hND, w.vW, w.vB), s.shapeBSC!]));
+  const o = g.op(
+    "MultiHeadAttention",
+    [q, k, v, "", "", s.biasB1SS!],
+    { num_heads: c.numHeads },
+    { domain: "com.microsoft" },
+  );
+  return g.op("Reshape", [o, s.shapeND]);
+}
+
 function decoderLayer(g: GraphBuilder, c: Qwen2Config, xND: Value, w: Qwen2LayerWeights, s: Shared): Value {
   const attnND = attention(g, c, rmsNorm(g, xND, c.rmsNormEps, w.inputNorm), w, s);
   xND = g.op("Add", [xND, linear(g, attnND, w.oW)]);
@@ -155,12 +208,45 @@ function decoderLayer(g: GraphBuilder, c: Qwen2Config, xND: Value, w: Qwen2Layer
 }
 
 /**
+ * The fused form of {@link decoderLayer}: every residual add is fused with the norm after it
+ * (`SkipSimplifiedLayerNormalization`), so the layer's last add is left `pending` for the next norm.
+ */
+function decoderLayerFused(
+  g: GraphBuilder,
+  c: Qwen2Config,
+  form: GraphForm,
+  xND: Value,
+  pending: Value | undefined,
+  w: Qwen2LayerWeights,
+  s: Shared,
+): { x: Value; pending: Value } {
+  const D = c.hiddenSize;
+  let hND: Value;
+  if (pending) ({ sum: xND, y: hND } = addRmsNorm(g, form, xND, pending, c.rmsNormEps, D, w.inputNorm));
+  else hND = rmsNormOf(g, form, xND, c.rmsNormEps, D, w.inputNorm);
+  const attnND = attentionFused(g, c, hND, w, s);
+  const post = addRmsNorm(g, form, xND, linear(g, attnND, w.oW), c.rmsNormEps, D, w.postNorm);
+  const actNI = g.op("Mul", [silu(g, linear(g, post.y, w.gateW)), linear(g, post.y, w.upW)]);
+  return { x: post.sum, pending: linear(g, actNI, w.downW) };
+}
+
+/**
  * Builds one part. Inputs: `input_ids` (with `embed`) or `hidden_in`;
  * `attention_mask` (when it has layers); `from` (with `finalNorm`). Output:
  * `last_hidden_state` (with `finalNorm`) or `hidden_out`. Batch and sequence
  * length are symbolic.
+ *
+ * `form` selects plain ops (default) or the fused CUDA forms: `SimplifiedLayerNormalization`,
+ * `SkipSimplifiedLayerNormalization` for each residual add + norm, `RotaryEmbedding` and `MultiHeadAttention`
+ * (float32 activations either way; 16-bit weights are cast as in the plain form).
  */
-export function buildQwen2Part(c: Qwen2Config, part: Qwen2PartWeights): BuiltModel {
+export function buildQwen2Part(c: Qwen2Config, part: Qwen2PartWeights, form: GraphForm = PLAIN_FORM): BuiltModel {
+  if (form.precision !== "float32") {
+    throw new HartError(
+      "unsupported",
+      `unsupported: ${form.precision} text encoder activations (use dtype for 16-bit weights; activations are float32)`,
+    );
+  }
   const last = part.firstLayer + part.layers.length - 1;
   const g = new GraphBuilder(`qwen2-part-${part.embed ? "embed-" : ""}layers-${part.firstLayer}-${last}`);
   const D = c.hiddenSize;
@@ -174,17 +260,25 @@ export function buildQwen2Part(c: Qwen2Config, part: Qwen2PartWeights): BuiltMod
   }
   const shapeBSD = g.op("Shape", [xBSD]);
   let xND = g.op("Reshape", [xBSD, g.ints([-1, D])]);
+  let pending: Value | undefined;
   if (part.layers.length > 0) {
     const maskBS = g.input(PART_IO.mask, "bool", ["B", "S"]);
-    const shared = sharedValues(g, c, maskBS);
-    for (const w of part.layers) xND = decoderLayer(g, c, xND, w, shared);
+    const shared = sharedValues(g, c, maskBS, form);
+    for (const w of part.layers) {
+      if (form.flavour === "plain") xND = decoderLayer(g, c, xND, w, shared);
+      else ({ x: xND, pending } = decoderLayerFused(g, c, form, xND, pending, w, shared));
+    }
   }
   if (part.finalNorm) {
-    const yBSD = g.op("Reshape", [rmsNorm(g, xND, c.rmsNormEps, part.finalNorm), shapeBSD]);
+    const normed = pending
+      ? addRmsNorm(g, form, xND, pending, c.rmsNormEps, D, part.finalNorm).y
+      : rmsNormOf(g, form, xND, c.rmsNormEps, D, part.finalNorm);
+    const yBSD = g.op("Reshape", [normed, shapeBSD]);
     const from = g.input(PART_IO.from, "int64", [1]);
     const kept = g.op("Slice", [yBSD, from, g.ints([Number.MAX_SAFE_INTEGER]), g.ints([1])]);
     g.output(kept, PART_IO.last, "float32", ["B", "L", D]);
   } else {
+    if (pending) xND = g.op("Add", [xND, pending]);
     g.output(g.op("Reshape", [xND, shapeBSD]), PART_IO.hiddenOut, "float32", ["B", "S", D]);
   }
   return g.build();

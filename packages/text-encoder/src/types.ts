@@ -1,4 +1,4 @@
-import type { Device, OnProgress, Tensor } from "@hart/core";
+import type { Device, GraphFlavour, OnProgress, Tensor } from "@hart/core";
 
 /**
  * Prompts encoded the way HART's `encode_prompts` returns them: everything is
@@ -42,6 +42,13 @@ export interface TextEncoder {
 export interface TextEncoderLoadOptions {
   /** Where the graphs run (default `"cpu"`). */
   device?: Device;
+  /**
+   * Graph operator forms (default: `"fused"` on `cuda`, `"plain"` elsewhere). Fused: onnxruntime's
+   * `SimplifiedLayerNormalization`/`SkipSimplifiedLayerNormalization` (residual adds fused with the next norm),
+   * `RotaryEmbedding` and `MultiHeadAttention` with the causal + padding mask as `attention_bias`. All have CPU
+   * kernels, so `"fused"` also runs on CPU (that is how it is tested).
+   */
+  graphFlavour?: GraphFlavour;
   /**
    * How the large matrices (projections and the embedding table) are stored (default `"float32"`).
    * `"float16"`/`"bfloat16"` halve their memory: they are cast to float32 inside the graph right
