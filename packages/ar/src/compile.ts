@@ -53,7 +53,11 @@ export interface HartTransformerOptions {
    * (more slowly) on CPU, which is how it is tested.
    */
   graphFlavour?: GraphFlavour;
-  /** Weight precision; only `"float32"` is supported. */
+  /**
+   * Precision of the transformer blocks (default `"float32"`). `"float16"` runs the blocks' weights, activations
+   * and KV cache in float16 (the small graphs around them stay float32); it needs the fused flavour
+   * (`device: "cuda"` or `graphFlavour: "fused"`) and the llama attention of the released models.
+   */
   dtype?: "float32" | "float16";
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
@@ -96,8 +100,10 @@ export interface CompiledTransformer {
   posEmbed?: Tensor<"float32">;
   /** Options every session was created with (for graphs compiled later). */
   sessionDefaults: SessionOptions;
-  /** The graph form every graph was built in. */
+  /** The graph form of the graphs around the blocks (float32). */
   form: GraphForm;
+  /** The graph form of the blocks (the form's precision is the KV cache's dtype). */
+  blockForm: GraphForm;
 }
 
 /** Checks the state dict against the config and the quantizer and compiles every graph. */
@@ -107,9 +113,6 @@ export async function compileTransformer(
   quantizer: ScaleQuantizer,
   options: HartTransformerOptions = {},
 ): Promise<CompiledTransformer> {
-  if (options.dtype && options.dtype !== "float32") {
-    throw new HartError("unsupported", `unsupported: dtype=${options.dtype} (the transformer graphs run in float32)`);
-  }
   const source = options.source ?? "the transformer state dict";
   const w = new WeightReader(stateDict, source, options.consumeWeights ?? false);
   const C = cfg.embedDim;
@@ -155,6 +158,11 @@ export async function compileTransformer(
     ...options.sessionOptions,
   };
   const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
+  // graphForm refuses float16 with the plain flavour (and a dtype that is not a precision) with a clear message
+  const blockForm = graphForm({ device: options.device, graphFlavour: options.graphFlavour, precision: options.dtype });
+  if (blockForm.precision !== "float32" && cfg.attnType !== "llama") {
+    throw new HartError("unsupported", `unsupported: dtype=${options.dtype} with attn_type=${cfg.attnType}`);
+  }
   const modulated = blocksAreModulated(cfg);
   const total = cfg.depth + 5 + (cfg.useTimestepEmbed ? 1 : 0);
   let done = 0;
@@ -279,7 +287,7 @@ export async function compileTransformer(
       ffn,
       l2Scale,
     };
-    blocks.push(await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated, form)));
+    blocks.push(await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated, blockForm)));
   }
   const head = await compile("head", () =>
     buildHeadGraph(
@@ -314,5 +322,6 @@ export async function compileTransformer(
     posEmbed,
     sessionDefaults,
     form,
+    blockForm,
   };
 }

@@ -12,9 +12,9 @@ export interface BlockKVCache {
   /** Cached tokens per row of `block`. */
   length(block: number): number;
   /** The cached keys and values of `block`, as the block graph takes them (no copy). */
-  past(block: number): { k: Tensor<"float32">; v: Tensor<"float32"> };
+  past(block: number): { k: Tensor; v: Tensor };
   /** Stores the block graph's cache outputs `k`/`v` for `block`. */
-  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void;
+  update(block: number, k: Tensor, v: Tensor): void;
 }
 
 /** Keys and values of every block for one generation (the plain graphs' `[N, P, C]` layout). */
@@ -82,9 +82,12 @@ export class KVCache implements BlockKVCache {
     this.lengths[block] = P + l;
   }
 
-  /** {@link append}: the plain block graphs return this scale's new keys/values. */
-  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void {
-    this.append(block, k, v);
+  /** {@link append}: the plain block graphs return this scale's new keys/values (float32). */
+  update(block: number, k: Tensor, v: Tensor): void {
+    if (k.dtype !== "float32" || v.dtype !== "float32") {
+      throw new HartError("dtype", `KV cache: expected float32 keys/values, got ${k.dtype} / ${v.dtype}`);
+    }
+    this.append(block, k as Tensor<"float32">, v as Tensor<"float32">);
   }
 
   /** Bytes the cache holds when full. */
@@ -99,22 +102,26 @@ export class KVCache implements BlockKVCache {
  * keeps; with onnxruntime-node's CPU-only outputs the present tensors come back to JS every storing scale.
  */
 export class PresentKVCache implements BlockKVCache {
-  private readonly keys: Tensor<"float32">[];
-  private readonly values: Tensor<"float32">[];
+  private readonly keys: Tensor[];
+  private readonly values: Tensor[];
 
   /**
    * @param blocks number of transformer blocks
    * @param rows N (the guidance batch, 2B)
    * @param heads H
    * @param headDim hd
+   * @param dtype element type of the cache (the block graphs' precision)
    */
   constructor(
     blocks: number,
     readonly rows: number,
     readonly heads: number,
     readonly headDim: number,
+    readonly dtype: "float32" | "float16" = "float32",
   ) {
-    const empty = tensor("float32", [rows, heads, 0, headDim], new Float32Array(0));
+    const shape = [rows, heads, 0, headDim];
+    const empty =
+      dtype === "float32" ? tensor(dtype, shape, new Float32Array(0)) : tensor(dtype, shape, new Uint16Array(0));
     this.keys = new Array(blocks).fill(empty);
     this.values = new Array(blocks).fill(empty);
   }
@@ -123,20 +130,24 @@ export class PresentKVCache implements BlockKVCache {
     return this.keys[block].shape[2];
   }
 
-  past(block: number): { k: Tensor<"float32">; v: Tensor<"float32"> } {
+  past(block: number): { k: Tensor; v: Tensor } {
     return { k: this.keys[block], v: this.values[block] };
   }
 
   /** Replaces `block`'s cache by the graph's present keys/values `[N, H, P + l, hd]`. */
-  update(block: number, k: Tensor<"float32">, v: Tensor<"float32">): void {
-    const [N, H, T, d] = k.shape;
+  update(block: number, k: Tensor, v: Tensor): void {
+    const T = k.shape[2];
     const P = this.length(block);
     const fits = (t: Tensor) =>
-      t.shape.length === 4 && t.shape[0] === this.rows && t.shape[1] === this.heads && t.shape[3] === this.headDim;
-    if (N !== this.rows || H !== this.heads || d !== this.headDim || !fits(v) || v.shape[2] !== T || T < P) {
+      t.dtype === this.dtype &&
+      t.shape.length === 4 &&
+      t.shape[0] === this.rows &&
+      t.shape[1] === this.heads &&
+      t.shape[3] === this.headDim;
+    if (!fits(k) || !fits(v) || v.shape[2] !== T || T < P) {
       throw new HartError(
         "shape",
-        `KV cache: present keys [${k.shape}] / values [${v.shape}] do not extend [${this.rows}, ${this.heads}, ${P}, ${this.headDim}]`,
+        `KV cache: present keys ${k.dtype} [${k.shape}] / values ${v.dtype} [${v.shape}] do not extend ${this.dtype} [${this.rows}, ${this.heads}, ${P}, ${this.headDim}]`,
       );
     }
     this.keys[block] = k;

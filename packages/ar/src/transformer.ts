@@ -64,8 +64,8 @@ export class HartTransformer implements Transformer {
   /** `pos_1LC` for gpt2 attention. */
   private readonly posEmbed: Tensor<"float32"> | undefined;
   private readonly sessionDefaults: SessionOptions;
-  /** The graph form the sessions were built in (fused on CUDA). */
-  private readonly form: GraphForm;
+  /** The graph form the blocks were built in (fused on CUDA; its precision is the KV cache's). */
+  private readonly blockForm: GraphForm;
 
   private constructor(
     config: HartTransformerConfig,
@@ -80,7 +80,7 @@ export class HartTransformer implements Transformer {
     this.levels = compiled.levels;
     this.posEmbed = compiled.posEmbed;
     this.sessionDefaults = compiled.sessionDefaults;
-    this.form = compiled.form;
+    this.blockForm = compiled.blockForm;
   }
 
   private lazy = new Map<string, Promise<Session>>();
@@ -209,7 +209,7 @@ export class HartTransformer implements Transformer {
         feeds.mod = tensor("float32", [N, 6, C], blockMods.data.subarray(i * n, (i + 1) * n));
       }
       const out = await this.sessions.blocks[i].run(feeds, store ? ["y", "k", "v"] : ["y"]);
-      if (store) cache.update(i, out.k as Tensor<"float32">, out.v as Tensor<"float32">);
+      if (store) cache.update(i, out.k, out.v);
       x = out.y as Tensor<"float32">;
       trace?.(`s${si}.block${i}_out`, x);
     }
@@ -326,8 +326,8 @@ export class HartTransformer implements Transformer {
     const capacity =
       T + pns.slice(1, SN - 1).reduce((a, p) => a + p * p, 0) + iterSizes.slice(0, -1).reduce((a, n) => a + n, 0);
     const cache: BlockKVCache =
-      kvLayoutOf(this.form) === "heads"
-        ? new PresentKVCache(cfg.depth, N, cfg.numHeads, hd)
+      kvLayoutOf(this.blockForm) === "heads"
+        ? new PresentKVCache(cfg.depth, N, cfg.numHeads, hd, this.blockForm.precision)
         : new KVCache(cfg.depth, N, C, capacity);
 
     const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {

@@ -3,20 +3,21 @@
  * RotaryEmbedding, MultiHeadAttention with past/present keys/values) compute the plain graphs' function. Every op
  * has a CPU kernel, so both flavours run here in float32: one block on its own, then whole generations.
  */
-import { createSession, type Tensor, tensor } from "@hart/core";
+import { createSession, HartError, type Tensor, tensor, toFloat16, toFloat32 } from "@hart/core";
 import { describe, expect, it } from "vitest";
 import { headDim, mlpHidden } from "../src/config";
 import { type BlockWeights, buildBlockGraph } from "../src/graphs/block";
 import { buildRopeGraph } from "../src/graphs/encodings";
-import { HartTransformer, randomTransformerStateDict } from "../src/index";
+import { HartTransformer, randomTransformerStateDict, replaySampler } from "../src/index";
 import { imagePositions, ropeExponents } from "../src/positions";
 import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
 
 const FUSED = { flavour: "fused", precision: "float32" } as const;
+const HALF = { flavour: "fused", precision: "float16" } as const;
 
 /** ‖a − b‖₂ / ‖b‖₂, printed so the run shows it. */
 function relErr(label: string, actual: Tensor, expected: Tensor | Float32Array): number {
-  const a = actual.data as Float32Array;
+  const a = toFloat32(actual).data;
   const b = expected instanceof Float32Array ? expected : (expected.data as Float32Array);
   expect(a.length).toBe(b.length);
   let num = 0;
@@ -90,14 +91,17 @@ describe("fused transformer block", () => {
 
       const plain = await createSession(buildBlockGraph(cfg, 0, w, modulated));
       const fused = await createSession(buildBlockGraph(cfg, 0, w, modulated, FUSED));
+      const half = await createSession(buildBlockGraph(cfg, 0, w, modulated, HALF));
       const a = await plain.run({ ...feeds, pastK, pastV });
-      const b = await fused.run({
-        ...feeds,
+      const pastHeads = {
         pastK: tensor("float32", [N, H, P, hd], toHeads(pastK, H)),
         pastV: tensor("float32", [N, H, P, hd], toHeads(pastV, H)),
-      });
+      };
+      const b = await fused.run({ ...feeds, ...pastHeads });
+      const c = await half.run({ ...feeds, pastK: toFloat16(pastHeads.pastK), pastV: toFloat16(pastHeads.pastV) });
       await plain.release();
       await fused.release();
+      await half.release();
       expect(relErr(`ar block (${name}) y fused vs plain`, b.y, a.y)).toBeLessThan(1e-5);
       // present = cat(past, this scale's keys/values) in [N, H, P + l, hd]
       const cat = (past: Tensor<"float32">, add: Tensor) => {
@@ -111,6 +115,12 @@ describe("fused transformer block", () => {
       expect(b.k.shape).toEqual([N, H, P + l, hd]);
       expect(relErr(`ar block (${name}) present k fused vs plain`, b.k, cat(pastK, a.k))).toBeLessThan(1e-5);
       expect(relErr(`ar block (${name}) present v fused vs plain`, b.v, cat(pastV, a.v))).toBeLessThan(1e-5);
+      // float16 weights, activations and cache (float32 x/y at the boundary)
+      expect(c.y.dtype).toBe("float32");
+      expect(c.k.dtype).toBe("float16");
+      expect(relErr(`ar block (${name}) y float16 fused vs float32 plain`, c.y, a.y)).toBeLessThan(1e-2);
+      expect(relErr(`ar block (${name}) present k float16 vs float32`, c.k, cat(pastK, a.k))).toBeLessThan(1e-2);
+      expect(relErr(`ar block (${name}) present v float16 vs float32`, c.v, cat(pastV, a.v))).toBeLessThan(1e-2);
     });
   }
 });
@@ -166,4 +176,48 @@ describe("fused transformer generation", () => {
       ).toBeLessThan(1e-5);
     });
   }
+});
+
+describe("float16 transformer (fused blocks)", () => {
+  it("generates with float16 blocks and cache: guided logits within float16 accuracy of float32 (same codes)", async () => {
+    const cfg = tinyConfig();
+    const quantizer = tinyQuantizer(cfg.patchNums);
+    const sd = randomTransformerStateDict(cfg, {
+      vocabSize: quantizer.vocabSize,
+      latentChannels: quantizer.latentChannels,
+      seed: 9,
+    });
+    const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
+    const run = async (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) => {
+      const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { graphFlavour: "fused", ...options });
+      const seen = new Map<string, Tensor>();
+      const result = await model.generate(context, {
+        cfg: 3,
+        topK: 20,
+        random: lcgRandom(21),
+        sampler,
+        trace: (n, t) => seen.set(n, t),
+      });
+      await model.release();
+      return { result, seen };
+    };
+    const full = await run({});
+    // the float16 run replays the float32 run's codes, so every scale sees the same conditioning
+    const half = await run({ dtype: "float16" }, replaySampler(full.result.indices));
+    for (const [n, t] of full.seen) {
+      if (n.endsWith("logits_cfg")) expect(relErr(`ar generate float16 ${n}`, half.seen.get(n)!, t)).toBeLessThan(1e-2);
+    }
+    expect(
+      relErr("ar generate float16 diffusion cond", half.result.diffusionCond, full.result.diffusionCond),
+    ).toBeLessThan(1e-2);
+  });
+
+  it("refuses float16 with the plain flavour, naming the fix", async () => {
+    const cfg = tinyConfig();
+    const quantizer = tinyQuantizer(cfg.patchNums);
+    const sd = randomTransformerStateDict(cfg, { vocabSize: quantizer.vocabSize, latentChannels: 4 });
+    const err = await HartTransformer.fromStateDict(cfg, sd, quantizer, { dtype: "float16" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HartError);
+    expect((err as Error).message).toMatch(/graphFlavour: "fused"|device: "cuda"/);
+  });
 });

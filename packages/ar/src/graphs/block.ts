@@ -9,6 +9,7 @@ import {
   addRmsNorm,
   attentionWithCache,
   type BuiltModel,
+  formWeight,
   GraphBuilder,
   type GraphForm,
   geluTanh,
@@ -21,6 +22,8 @@ import {
   ropeOf,
   silu,
   type Tensor,
+  toFloat32Value,
+  toFormPrecision,
   type Value,
 } from "@hart/core";
 import type { HartTransformerConfig } from "../config";
@@ -77,13 +80,22 @@ function rope(g: GraphBuilder, q: Value, cos4: Value, sin4: Value, heads: number
   return g.op("Reshape", [y, g.ints([0, 0, heads * hd])]);
 }
 
-/** `F.normalize(x, dim=-1)` per head (`x / max(‖x‖, 1e-12)`), times an optional per-head scale. */
-function l2PerHead(g: GraphBuilder, x: Value, heads: number, hd: number, scaleH1?: Tensor): Value {
-  const x4 = g.op("Reshape", [x, g.ints([0, 0, heads, hd])]);
+/**
+ * `F.normalize(x, dim=-1)` per head (`x / max(‖x‖, 1e-12)`), times an optional per-head scale. In float32 also in
+ * float16 graphs (1e-12 is below float16's range).
+ */
+function l2PerHead(g: GraphBuilder, form: GraphForm, x: Value, heads: number, hd: number, scaleH1?: Tensor): Value {
+  const x4 = toFloat32Value(g, form, g.op("Reshape", [x, g.ints([0, 0, heads, hd])]));
   const norm = g.op("Max", [g.op("ReduceL2", [x4, g.ints([-1])], { keepdims: 1 }), g.scalar(1e-12)]);
   let y = g.op("Div", [x4, norm]);
   if (scaleH1) y = g.op("Mul", [y, g.weight(scaleH1)]);
-  return g.op("Reshape", [y, g.ints([0, 0, heads * hd])]);
+  return toFormPrecision(g, form, g.op("Reshape", [y, g.ints([0, 0, heads * hd])]));
+}
+
+/** `x @ wOIᵀ (+ b)` with the weights in the form's precision (the plain form's ops are those of `linearOI`). */
+function lin(g: GraphBuilder, form: GraphForm, x: Value, wOI: Tensor, b?: Tensor): Value {
+  const y = linearOI(g, x, formWeight(g, form, wOI));
+  return b ? g.op("Add", [y, formWeight(g, form, b)]) : y;
 }
 
 /** `norm(x)·(1+scale)+shift` when modulated, else `norm(x)`. */
@@ -95,13 +107,13 @@ function modulatedNorm(
   mod?: { scale: Value; shift: Value },
   form: GraphForm = PLAIN_FORM,
 ): Value {
-  return modulate(g, blockNorm(g, cfg, x, w.normW, form), mod);
+  return modulate(g, form, blockNorm(g, cfg, x, w.normW, form), mod);
 }
 
 /** `h·(1+scale)+shift` when modulated, else `h`. */
-function modulate(g: GraphBuilder, h: Value, mod?: { scale: Value; shift: Value }): Value {
+function modulate(g: GraphBuilder, form: GraphForm, h: Value, mod?: { scale: Value; shift: Value }): Value {
   if (!mod) return h;
-  return g.op("Add", [g.op("Mul", [h, g.op("Add", [mod.scale, g.scalar(1)])]), mod.shift]);
+  return g.op("Add", [g.op("Mul", [h, g.op("Add", [mod.scale, g.scalar(1, form.precision)])]), mod.shift]);
 }
 
 /**
@@ -117,6 +129,8 @@ function modulate(g: GraphBuilder, h: Value, mod?: { scale: Value; shift: Value 
  * the caller appends. The fused form (CUDA) uses `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`
  * (residual + second norm), `RotaryEmbedding` and `MultiHeadAttention` with `past_key`/`past_value` `[N, H, P, hd]`,
  * returning `present` keys/values `[N, H, P+l, hd]` that replace the cache (see `kvLayoutOf` in `@hart/core`).
+ * In a float16 form the weights, activations and the cache (`pastK`/`pastV`, `k`/`v`) are float16, while `x`, `y`,
+ * `cos`/`sin` and `mod` stay float32 at the graph's boundary.
  */
 export function buildBlockGraph(
   cfg: HartTransformerConfig,
@@ -125,38 +139,40 @@ export function buildBlockGraph(
   modulated: boolean,
   form: GraphForm = PLAIN_FORM,
 ): BuiltModel {
-  if (form.precision !== "float32") {
-    throw new HartError("unsupported", `unsupported: ${form.precision} transformer blocks (the blocks run in float32)`);
+  if (form.precision !== "float32" && cfg.attnType !== "llama") {
+    throw new HartError("unsupported", `unsupported: ${form.precision} blocks with attn_type=${cfg.attnType}`);
   }
   const C = cfg.embedDim;
   const H = cfg.numHeads;
   const hd = headDim(cfg);
   const fused = form.flavour === "fused";
   const g = new GraphBuilder(`hart-block-${index}${fused ? "-fused" : ""}`);
-  const x = g.input("x", "float32", ["N", "l", C]);
+  // float32 at the boundary; the form's precision inside (no-op Casts are not emitted for float32)
+  const input = (name: string, shape: (string | number)[]) => toFormPrecision(g, form, g.input(name, "float32", shape));
+  const x = input("x", ["N", "l", C]);
   let cos: Value | undefined;
   let sin: Value | undefined;
   if (cfg.attnType === "llama") {
-    cos = g.input("cos", "float32", ["N", "l", hd]);
-    sin = g.input("sin", "float32", ["N", "l", hd]);
+    cos = input("cos", ["N", "l", hd]);
+    sin = input("sin", ["N", "l", hd]);
   }
   let mods: Value[] | undefined;
   if (modulated) {
-    const mod = g.input("mod", "float32", ["N", 6, C]);
+    const mod = input("mod", ["N", 6, C]);
     mods = g.opMulti("Split", [mod, g.ints([1, 1, 1, 1, 1, 1])], { axis: 1 }, { outputs: 6 });
   }
   const heads = kvLayoutOf(form) === "heads";
   const pastShape = heads ? ["N", H, "P", hd] : ["N", "P", C];
-  const pastK = g.input("pastK", "float32", pastShape);
-  const pastV = g.input("pastV", "float32", pastShape);
+  const pastK = g.input("pastK", form.precision, pastShape);
+  const pastV = g.input("pastV", form.precision, pastShape);
 
   // attention
   const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] }, form);
-  const qkv = linearOI(g, h1, w.qkvOI, w.qkvBias);
+  const qkv = lin(g, form, h1, w.qkvOI, w.qkvBias);
   let [q, k, v] = g.opMulti("Split", [qkv, g.ints([C, C, C])], { axis: -1 }, { outputs: 3 });
   if (cfg.attnL2Norm) {
-    q = l2PerHead(g, q, H, hd, w.l2Scale);
-    k = l2PerHead(g, k, H, hd);
+    q = l2PerHead(g, form, q, H, hd, w.l2Scale);
+    k = l2PerHead(g, form, k, H, hd);
   }
   if (cos && sin) {
     if (fused) {
@@ -175,7 +191,7 @@ export function buildBlockGraph(
   // Plain: 3-D Q/K/V without mask or bias keeps onnxruntime on its flash-attention path (no L×P score matrix).
   const scale = cfg.attnL2Norm ? 1 : Math.fround(0.25 / Math.sqrt(hd));
   const att = attentionWithCache(g, form, { q, k, v }, { k: pastK, v: pastV }, { heads: H, scale });
-  let o = linearOI(g, att.o, w.projOI, w.projB);
+  let o = lin(g, form, att.o, w.projOI, w.projB);
   if (mods) o = g.op("Mul", [o, mods[0]]);
   let x1: Value;
   let h2: Value;
@@ -183,7 +199,7 @@ export function buildBlockGraph(
   if (fused && cfg.attnType === "llama") {
     const { sum, y } = addRmsNorm(g, form, x, o, cfg.normEps, C, w.normW);
     x1 = sum;
-    h2 = modulate(g, y, mod2);
+    h2 = modulate(g, form, y, mod2);
   } else {
     x1 = g.op("Add", [x, o]);
     h2 = modulatedNorm(g, cfg, x1, w, mod2, form);
@@ -195,20 +211,20 @@ export function buildBlockGraph(
     const hidden = w.ffn.downOI.shape[1];
     const [gate, up] = g.opMulti(
       "Split",
-      [linearOI(g, h2, w.ffn.gateUpOI), g.ints([hidden, hidden])],
+      [lin(g, form, h2, w.ffn.gateUpOI), g.ints([hidden, hidden])],
       { axis: -1 },
       { outputs: 2 },
     );
-    ff = linearOI(g, g.op("Mul", [silu(g, gate), up]), w.ffn.downOI);
+    ff = lin(g, form, g.op("Mul", [silu(g, gate), up]), w.ffn.downOI);
   } else {
-    ff = linearOI(g, geluTanh(g, linearOI(g, h2, w.ffn.fc1OI, w.ffn.fc1B)), w.ffn.fc2OI, w.ffn.fc2B);
+    ff = lin(g, form, geluTanh(g, lin(g, form, h2, w.ffn.fc1OI, w.ffn.fc1B)), w.ffn.fc2OI, w.ffn.fc2B);
   }
   if (mods) ff = g.op("Mul", [ff, mods[1]]);
   const y = g.op("Add", [x1, ff]);
 
-  g.output(y, "y", "float32", ["N", "l", C]);
+  g.output(toFloat32Value(g, form, y), "y", "float32", ["N", "l", C]);
   const kvShape = heads ? ["N", H, "T", hd] : ["N", "l", C];
-  g.output(att.k, "k", "float32", kvShape);
-  g.output(att.v, "v", "float32", kvShape);
+  g.output(att.k, "k", form.precision, kvShape);
+  g.output(att.v, "v", form.precision, kvShape);
   return g.build();
 }
