@@ -62,7 +62,7 @@ export function graphForm(options: GraphFormOptions = {}): GraphForm {
   if (precision === "float16" && flavour !== "fused") {
     throw new HartError(
       "unsupported",
-      'unsupported: precision "float16" with the plain graph flavour (float16 graphs use the fused forms; pass graphFlavour: "fused" or device: "cuda")',
+      'unsupported: float16 graphs on this device: they use the fused graph forms, the default on device "cuda" (graphFlavour: "fused" forces them elsewhere)',
     );
   }
   if (flavour === "plain") return PLAIN_FORM;
