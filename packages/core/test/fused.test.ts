@@ -299,7 +299,9 @@ describe("fused forms compute the plain forms' function (CPU, float32)", () => {
       const scale = Math.fround(0.25 / Math.sqrt(d));
       const body = (form: GraphForm) => (g: GraphBuilder, x: Record<string, Value>) => {
         const att = attentionWithCache(g, form, { q: x.q, k: x.k, v: x.v }, { k: x.pk, v: x.pv }, { heads: H, scale });
-        return { o: att.o, kOut: att.k, vOut: att.v };
+        const out: Record<string, Value> = { o: att.o, kOut: att.k, vOut: att.v };
+        if (att.presentK && att.presentV) Object.assign(out, { presentK: att.presentK, presentV: att.presentV });
+        return out;
       };
       const plain = await runForm(PLAIN_FORM, { q, k, v, pk: pastTokK, pv: pastTokV }, body(PLAIN_FORM));
       const fused = await runForm(FUSED, { q, k, v, pk: toHeads(pastTokK, P), pv: toHeads(pastTokV, P) }, body(FUSED));
@@ -313,10 +315,14 @@ describe("fused forms compute the plain forms' function (CPU, float32)", () => {
         }
         return toHeads(tensor("float32", [N, P + l, C], out), P + l);
       };
-      expect(fused.kOut.shape).toEqual([N, H, P + l, d]);
-      expect(fused.kOut.data).toEqual(cat(pastTokK, k).data);
-      expect(fused.vOut.data).toEqual(cat(pastTokV, v).data);
+      expect(fused.presentK.shape).toEqual([N, H, P + l, d]);
+      expect(fused.presentK.data).toEqual(cat(pastTokK, k).data);
+      expect(fused.presentV.data).toEqual(cat(pastTokV, v).data);
+      // the cache update: this call's keys/values, in each form's layout
       expect(plain.kOut.data).toEqual(k.data);
+      expect(fused.kOut.shape).toEqual([N, H, l, d]);
+      expect(fused.kOut.data).toEqual(toHeads(k, l).data);
+      expect(fused.vOut.data).toEqual(toHeads(v, l).data);
     });
   }
 });
@@ -402,12 +408,13 @@ describe("float16 fused forms on CPU match float32 to float16 accuracy", () => {
         y,
         rope: ropeOf(g, form, { cos: i.cos, sin: i.sin }, { heads: H, headDim: d })(i.q),
         o: att.o,
-        presentK: att.k,
+        presentK: att.presentK!,
+        newK: att.k,
       };
     };
     const full = await runForm(FUSED, inputs, body(FUSED));
     const half = await runForm(HALF, inputs, body(HALF));
-    for (const name of ["norm", "sum", "y", "rope", "o", "presentK"]) {
+    for (const name of ["norm", "sum", "y", "rope", "o", "presentK", "newK"]) {
       expect(relErr(`${name} float16 vs float32`, half[name], full[name])).toBeLessThan(1e-2);
     }
   });

@@ -266,8 +266,8 @@ export function ropeOf(
 }
 
 /**
- * Where a cached attention keeps its keys/values: `tokens` = `[N, P, H·d]`, appended by the caller from the new
- * `[N, l, H·d]` keys/values; `heads` = `[N, H, P, d]`, replaced by the graph's `present` outputs.
+ * How a cached attention's keys/values are laid out: `tokens` = `[N, P, H·d]` (plain form), `heads` =
+ * `[N, H, P, d]` (fused form: `MultiHeadAttention`'s `past_key`/`present_key` layout).
  */
 export type KVLayout = "tokens" | "heads";
 
@@ -280,9 +280,16 @@ export function kvLayoutOf(form: GraphForm): KVLayout {
 export interface CachedAttention {
   /** Attention output `[N, l, H·d]`. */
   readonly o: Value;
-  /** Cache update: the new keys/values `[N, l, H·d]` (layout `tokens`) or the whole `present` `[N, H, P+l, d]` (`heads`). */
+  /** This call's keys/values in the cache layout (`[N, l, H·d]` or `[N, H, l, d]`), for the caller to append. */
   readonly k: Value;
   readonly v: Value;
+  /**
+   * Fused form only: `MultiHeadAttention`'s `present_key`/`present_value` `[N, H, P+l, d]`, the whole updated
+   * cache, for a cache that stays on the device (onnxruntime-node 1.30 copies every graph output to the host, so
+   * hart returns the new keys/values instead; see the `@hart/kernels-cuda` README).
+   */
+  readonly presentK?: Value;
+  readonly presentV?: Value;
 }
 
 /**
@@ -290,10 +297,10 @@ export interface CachedAttention {
  * (HART: `0.25/√d`).
  *
  * Plain (`tokens` layout): `past` is `[N, P, H·d]`; the new keys/values are concatenated and `com.microsoft`
- * `MultiHeadAttention` runs on 3-D inputs (onnxruntime's flash-attention path on CPU); returns the new keys/values.
+ * `MultiHeadAttention` runs on 3-D inputs (onnxruntime's flash-attention path on CPU).
  *
- * Fused (`heads` layout): `past` is `[N, H, P, d]` and `MultiHeadAttention` takes it as `past_key`/`past_value`,
- * returning `present_key`/`present_value` `[N, H, P+l, d]`, the layout a device-resident cache keeps.
+ * Fused (`heads` layout): `past` is `[N, H, P, d]` and `MultiHeadAttention` takes it as `past_key`/`past_value`
+ * (its CUDA kernel wants the `present` outputs with them, so they are always emitted).
  */
 export function attentionWithCache(
   g: GraphBuilder,
@@ -309,11 +316,15 @@ export function attentionWithCache(
     const o = g.op("MultiHeadAttention", [qkv.q, allK, allV], attrs, { domain: "com.microsoft" });
     return { o, k: qkv.k, v: qkv.v };
   }
-  const [o, k, v] = g.opMulti("MultiHeadAttention", [qkv.q, qkv.k, qkv.v, "", "", "", past.k, past.v], attrs, {
-    domain: "com.microsoft",
-    outputs: 3,
-  });
-  return { o, k, v };
+  const [o, presentK, presentV] = g.opMulti(
+    "MultiHeadAttention",
+    [qkv.q, qkv.k, qkv.v, "", "", "", past.k, past.v],
+    attrs,
+    { domain: "com.microsoft", outputs: 3 },
+  );
+  const view = g.ints([0, 0, opts.heads, -1]);
+  const toHeads = (x: Value) => g.op("Transpose", [g.op("Reshape", [x, view])], { perm: [0, 2, 1, 3] });
+  return { o, k: toHeads(qkv.k), v: toHeads(qkv.v), presentK, presentV };
 }
 
 /** Options of {@link groupNormOf}. */
