@@ -31,7 +31,7 @@ import {
 } from "./compile";
 import { type HartTransformerConfig, headDim, parseConfig } from "./config";
 import { buildFilterGraph, buildGumbelGraph } from "./graphs/sampling";
-import { type BlockKVCache, KVCache, PresentKVCache } from "./kv-cache";
+import { KVCache } from "./kv-cache";
 import { type ScaleStep, scalePlan } from "./plan";
 import { contextPositions, imagePositions, ropeExponents } from "./positions";
 import {
@@ -188,7 +188,7 @@ export class HartTransformer implements Transformer {
     x: Tensor<"float32">,
     rope: { cos: Tensor; sin: Tensor } | undefined,
     blockMods: Tensor<"float32"> | undefined,
-    cache: BlockKVCache,
+    cache: KVCache,
     store: boolean,
     signal: AbortSignal | undefined,
     trace: ((name: string, value: Tensor) => void) | undefined,
@@ -209,7 +209,7 @@ export class HartTransformer implements Transformer {
         feeds.mod = tensor("float32", [N, 6, C], blockMods.data.subarray(i * n, (i + 1) * n));
       }
       const out = await this.sessions.blocks[i].run(feeds, store ? ["y", "k", "v"] : ["y"]);
-      if (store) cache.update(i, out.k, out.v);
+      if (store) cache.append(i, out.k, out.v);
       x = out.y as Tensor<"float32">;
       trace?.(`s${si}.block${i}_out`, x);
     }
@@ -325,9 +325,9 @@ export class HartTransformer implements Transformer {
     }
     const capacity =
       T + pns.slice(1, SN - 1).reduce((a, p) => a + p * p, 0) + iterSizes.slice(0, -1).reduce((a, n) => a + n, 0);
-    const cache: BlockKVCache =
+    const cache =
       kvLayoutOf(this.blockForm) === "heads"
-        ? new PresentKVCache(cfg.depth, N, cfg.numHeads, hd, this.blockForm.precision)
+        ? new KVCache(cfg.depth, N, hd, capacity, cfg.numHeads, this.blockForm.precision)
         : new KVCache(cfg.depth, N, C, capacity);
 
     const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {

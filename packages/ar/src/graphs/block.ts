@@ -127,8 +127,9 @@ function modulate(g: GraphBuilder, form: GraphForm, h: Value, mod?: { scale: Val
  *
  * The plain form (CPU) takes `pastK`/`pastV` as `[N, P, C]` and returns this scale's keys/values `[N, l, C]`, which
  * the caller appends. The fused form (CUDA) uses `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`
- * (residual + second norm), `RotaryEmbedding` and `MultiHeadAttention` with `past_key`/`past_value` `[N, H, P, hd]`,
- * returning `present` keys/values `[N, H, P+l, hd]` that replace the cache (see `kvLayoutOf` in `@hart/core`).
+ * (residual + second norm), `RotaryEmbedding` and `MultiHeadAttention` with `past_key`/`past_value` `[N, H, P, hd]`;
+ * it returns this scale's keys/values as `[N, H, l, hd]` rather than the op's `present` `[N, H, P+l, hd]`, because
+ * onnxruntime-node copies every output to the host (see `kvLayoutOf` in `@hart/core`).
  * In a float16 form the weights, activations and the cache (`pastK`/`pastV`, `k`/`v`) are float16, while `x`, `y`,
  * `cos`/`sin` and `mod` stay float32 at the graph's boundary.
  */
@@ -223,7 +224,7 @@ export function buildBlockGraph(
   const y = g.op("Add", [x1, ff]);
 
   g.output(toFloat32Value(g, form, y), "y", "float32", ["N", "l", C]);
-  const kvShape = heads ? ["N", H, "T", hd] : ["N", "l", C];
+  const kvShape = heads ? ["N", H, "l", hd] : ["N", "l", C];
   g.output(att.k, "k", form.precision, kvShape);
   g.output(att.v, "v", form.precision, kvShape);
   return g.build();
