@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { HartError } from "@hart/core";
+import { registerGpuProviders } from "@hart/kernels-cuda";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { benchCommand } from "./commands/bench";
 import { createTinyModelCommand } from "./commands/create-tiny-model";
@@ -93,6 +94,8 @@ export function createProgram(ctx: CliContext): Command {
 
 /** Runs `hart` with `argv` (without the node and script entries); resolves to the exit code. */
 export async function runCli(argv: readonly string[], ctx: CliContext): Promise<number> {
+  // `--device cuda`/`webgpu` then works, or fails at once saying what is missing (provider libraries, driver)
+  registerGpuProviders();
   const program = createProgram(ctx);
   try {
     await program.parseAsync([...argv], { from: "user" });

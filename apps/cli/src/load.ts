@@ -1,3 +1,4 @@
+import { assertDeviceUsable } from "@hart/core";
 import { HartPipeline, type PretrainedProgressEvent } from "@hart/pipeline";
 import type { CliContext } from "./cli";
 import { formatBytes, type ProgressBar } from "./progress";
@@ -45,6 +46,8 @@ export async function loadPipeline(
   bar: ProgressBar,
   extra: { releaseTextEncoder?: boolean } = {},
 ): Promise<HartPipeline> {
+  // before any download: an unusable GPU device fails now, with what is missing
+  assertDeviceUsable(opts.device);
   const pipeline = await HartPipeline.fromPretrained({
     model: opts.model,
     textModel: opts.textModel,

@@ -1,6 +1,7 @@
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { readConfig } from "@hart/core";
+import { type DeviceReport, describeDevices, type ProviderReport, verifyDevice } from "@hart/kernels-cuda";
 import { DEFAULT_MODEL, DEFAULT_TEXT_MODEL, locateModelFolders, resolveSource } from "@hart/pipeline";
 import { Command, Option } from "commander";
 import { type CliContext, intArg } from "../cli";
@@ -15,6 +16,7 @@ interface InfoOptions {
   batchSize: number;
   dtype: "float32" | "float16";
   json?: boolean;
+  device?: boolean;
 }
 
 type Config = Record<string, unknown>;
@@ -35,7 +37,13 @@ export function infoCommand(ctx: CliContext): Command {
         .default("float32"),
     )
     .option("--json", "print JSON")
+    .option("--device", "instead: the GPU providers onnxruntime-node can use here (CUDA, WebGPU), driver and GPUs")
     .action(async (model: string, opts: InfoOptions) => {
+      if (opts.device) {
+        const report = await deviceReport();
+        ctx.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderDevices(report));
+        return;
+      }
       const hub = {
         revision: opts.revision,
         cacheDir: opts.cacheDir,
@@ -175,6 +183,25 @@ function render(
       ? r.files.map((f) => `  ${f.path.padEnd(40)} ${formatBytes(f.bytes)}`)
       : ["  (weights not downloaded yet)"]),
     `Memory (estimate, batch ${m.batchSize}, ${opts.dtype} weights): weights ${formatBytes(m.weightsBytes)} + KV cache ${formatBytes(m.kvCacheBytes)} + last-scale activations ${formatBytes(m.lastScaleActivationsBytes)} ≈ ${formatBytes(m.totalBytes)}`,
+  ];
+  return `${lines.join("\n")}\n`;
+}
+
+/** {@link describeDevices}, with each provider the probe calls usable proven by running a one-op graph on it. */
+async function deviceReport(): Promise<DeviceReport> {
+  const report = describeDevices();
+  const check = async (p: ProviderReport) => (p.usable ? verifyDevice(p.device) : p);
+  return { ...report, cuda: await check(report.cuda), webgpu: await check(report.webgpu) };
+}
+
+function renderDevices(r: DeviceReport): string {
+  const provider = (p: ProviderReport) => (p.usable ? "usable (a test graph ran)" : `not usable: ${p.reason}`);
+  const lines = [
+    `onnxruntime-node  ${r.onnxruntime}`,
+    `NVIDIA driver     ${r.nvidiaDriver ?? "none found"}`,
+    `GPUs              ${r.gpus.length ? r.gpus.join("; ") : "none reported by nvidia-smi"}`,
+    `cuda              ${provider(r.cuda)}`,
+    `webgpu            ${provider(r.webgpu)}`,
   ];
   return `${lines.join("\n")}\n`;
 }
