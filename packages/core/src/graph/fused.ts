@@ -222,8 +222,8 @@ export function ropeOf(
   if (!Number.isInteger(half) || headDim < 2) {
     throw new HartError("graph", `graph "${g.name}": RoPE needs an even head dimension, got ${headDim}`);
   }
-  const axes = g.ints([2]);
   if (form.flavour === "plain") {
+    const axes = g.ints([2]);
     const cos4 = g.op("Unsqueeze", [tables.cos, axes]);
     const sin4 = g.op("Unsqueeze", [tables.sin, axes]);
     return (x) => {
