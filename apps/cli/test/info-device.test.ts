@@ -7,8 +7,18 @@ async function hart(argv: string[]) {
   let stdout = "";
   let stderr = "";
   const code = await runCli(argv, {
-    stdout: { write: (s: string) => void (stdout += s) },
-    stderr: { write: (s: string) => void (stderr += s), isTTY: false, columns: 100 },
+    stdout: {
+      write: (s: string) => {
+        stdout += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        stderr += s;
+      },
+      isTTY: false,
+      columns: 100,
+    },
     signal: new AbortController().signal,
   });
   return { code, stdout, stderr };
