@@ -3,7 +3,7 @@
  * RotaryEmbedding, MultiHeadAttention with past/present keys/values) compute the plain graphs' function. Every op
  * has a CPU kernel, so both flavours run here in float32: one block on its own, then whole generations.
  */
-import { createSession, HartError, type Tensor, tensor, toFloat16, toFloat32 } from "@hart/core";
+import { createSession, HartError, relativeError, type Tensor, tensor, toFloat16 } from "@hart/core";
 import { describe, expect, it } from "vitest";
 import { headDim, mlpHidden } from "../src/config";
 import { type BlockWeights, buildBlockGraph } from "../src/graphs/block";
@@ -15,18 +15,9 @@ import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
 const FUSED = { flavour: "fused", precision: "float32" } as const;
 const HALF = { flavour: "fused", precision: "float16" } as const;
 
-/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows it. */
+/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows the measured error. */
 function relErr(label: string, actual: Tensor, expected: Tensor | Float32Array): number {
-  const a = toFloat32(actual).data;
-  const b = expected instanceof Float32Array ? expected : (expected.data as Float32Array);
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  const err = Math.sqrt(num / den);
+  const err = relativeError(actual, expected);
   console.log(`${label}: relative error ${err.toExponential(2)}`);
   return err;
 }

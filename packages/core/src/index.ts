@@ -4,6 +4,7 @@ export * from "./checkpoint/load";
 export * from "./checkpoint/safetensors";
 export * from "./checkpoint/state-dict";
 export * from "./checkpoint/torch-bin";
+export * from "./compare";
 export * from "./errors";
 export * from "./graph/builder";
 export * from "./graph/fused";

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { relativeError } from "../src/compare";
 import { HartError } from "../src/errors";
 import { f, GraphBuilder } from "../src/graph/builder";
 import { layerNorm, linearOI, rmsNorm } from "../src/graph/nn";
@@ -89,15 +90,7 @@ function refMha(
 }
 /** ‖a − b‖₂ / ‖b‖₂, printed so the run shows the measured error. */
 function relErr(label: string, actual: Tensor, expected: Float64Array): number {
-  const a = actual.data as Float32Array;
-  expect(a.length).toBe(expected.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - expected[i]) ** 2;
-    den += expected[i] ** 2;
-  }
-  const err = Math.sqrt(num / den);
+  const err = relativeError(actual, expected);
   console.log(`${label}: relative error ${err.toExponential(2)} vs float64 reference`);
   return err;
 }

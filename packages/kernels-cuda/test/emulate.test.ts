@@ -9,9 +9,9 @@ import {
   type GraphForm,
   groupNormOf,
   PLAIN_FORM,
+  relativeError,
   type Tensor,
   toFloat16,
-  toFloat32,
 } from "@hart/core";
 import { describe, expect, it } from "vitest";
 import { emulateCudaOnlyOps } from "../src/index";
@@ -23,17 +23,9 @@ const randn = (shape: number[], scale = 1) => {
   return t;
 };
 
+/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows the measured error. */
 function relErr(label: string, actual: Tensor, expected: Tensor): number {
-  const a = toFloat32(actual).data;
-  const b = toFloat32(expected).data;
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  const err = Math.sqrt(num / den);
+  const err = relativeError(actual, expected);
   console.log(`${label}: relative error ${err.toExponential(2)}`);
   return err;
 }

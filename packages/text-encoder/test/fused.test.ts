@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
-import { readSafetensors, type StateDict, type Tensor } from "@hart/core";
+import { readSafetensors, relativeError, type StateDict, type Tensor } from "@hart/core";
 import { ModelProtoSchema } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -24,18 +24,9 @@ const GOLDEN = process.env.HART_GOLDEN_DIR ?? join(import.meta.dirname, "../../.
 const MODEL = join(GOLDEN, "main", "text_model");
 const PROMPTS = ["a photo of a cat", "", "生活 😂 on  the\nbeach"];
 
-/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows it. */
+/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows the measured error. */
 function relErr(label: string, actual: Tensor, expected: Tensor): number {
-  const a = actual.data as Float32Array;
-  const b = expected.data as Float32Array;
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  const err = Math.sqrt(num / den);
+  const err = relativeError(actual, expected);
   console.log(`${label}: relative error ${err.toExponential(2)}`);
   return err;
 }

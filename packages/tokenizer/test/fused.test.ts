@@ -4,7 +4,7 @@
  * semantics are checked against a float64 reference in `@hart/core`'s tests.
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import { type BuiltModel, createSession, HartError, type Tensor } from "@hart/core";
+import { type BuiltModel, createSession, HartError, relativeError, type Tensor } from "@hart/core";
 import { emulateCudaOnlyOps } from "@hart/kernels-cuda";
 import { ModelProtoSchema } from "onnx-buf";
 import { describe, expect, it } from "vitest";
@@ -25,17 +25,9 @@ const config = parseTokenizerConfig({
 });
 const stateDict = randomTokenizerStateDict(config, { seed: 3 });
 
+/** ‖a − b‖₂ / ‖b‖₂, printed so the run shows the measured error. */
 function relErr(label: string, actual: Tensor, expected: Tensor): number {
-  const a = actual.data as Float32Array;
-  const b = expected.data as Float32Array;
-  expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  const err = Math.sqrt(num / den);
+  const err = relativeError(actual, expected);
   console.log(`${label}: relative error ${err.toExponential(2)}`);
   return err;
 }
