@@ -18,8 +18,8 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { HartTransformer, parseConfig, randomTransformerStateDict } from "@hart/ar";
-import { benchTensor, measureMatMulRate, memoryStats, type StateDict, tensor } from "@hart/core";
-import { ResidualDiffusion } from "@hart/residual-diffusion";
+import { benchTensor, measureMatMulRate, memoryStats, tensor } from "@hart/core";
+import { diffusionHeadConfig, ResidualDiffusion, randomDiffusionStateDict } from "@hart/residual-diffusion";
 import type { EncodedPrompts, TextEncoder } from "@hart/text-encoder";
 import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
 import { HartPipeline } from "../src/index";
@@ -36,30 +36,6 @@ const PYTORCH_256PX_S = 27;
 const releaseConfig = JSON.parse(
   readFileSync(fileURLToPath(new URL("../../ar/bench/release-config.json", import.meta.url)), "utf8"),
 ) as Record<string, unknown> & { patch_nums: number[] };
-
-/** Random `diffloss.net.*` weights of the release diffusion head (uniform, variance 1/fan_in). */
-function diffusionStateDict(width: number, depth: number, channels: number, condWidth: number): StateDict {
-  const sd: StateDict = new Map();
-  let seed = 1;
-  const lin = (key: string, out: number, inF: number) => {
-    sd.set(`diffloss.net.${key}.weight`, benchTensor([out, inF], seed++, Math.sqrt(3 / inF)));
-    sd.set(`diffloss.net.${key}.bias`, benchTensor([out], seed++, 0.05));
-  };
-  lin("input_proj", width, channels);
-  lin("cond_embed", width, condWidth);
-  lin("time_embed.mlp.0", width, 256);
-  lin("time_embed.mlp.2", width, width);
-  for (let i = 0; i < depth; i++) {
-    sd.set(`diffloss.net.res_blocks.${i}.in_ln.weight`, tensor("float32", [width], new Float32Array(width).fill(1)));
-    sd.set(`diffloss.net.res_blocks.${i}.in_ln.bias`, benchTensor([width], seed++, 0.05));
-    lin(`res_blocks.${i}.adaLN_modulation.1`, 3 * width, width);
-    lin(`res_blocks.${i}.mlp.0`, width, width);
-    lin(`res_blocks.${i}.mlp.2`, width, width);
-  }
-  lin("final_layer.adaLN_modulation.1", 2 * width, width);
-  lin("final_layer.linear", 2 * channels, width);
-  return sd;
-}
 
 /** Stands in for Qwen2: a fixed random context of the release's shape (48 valid tokens of 300). */
 function fixedContext(tokens: number, dim: number): TextEncoder {
@@ -99,21 +75,8 @@ async function child(end: number): Promise<void> {
   const tokenizer = HartTokenizer.fromStateDict(tokConfig, randomTokenizerStateDict(tokConfig, { parts: ["decoder"] }));
   const sd = randomTransformerStateDict(cfg, { vocabSize: tokConfig.vocabSize, latentChannels: tokConfig.zChannels });
   const transformer = await HartTransformer.fromStateDict(cfg, sd, tokenizer.quantizer, { consumeWeights: true });
-  const diffusion = ResidualDiffusion.fromStateDict(
-    diffusionStateDict(
-      Number(releaseConfig.diff_width),
-      Number(releaseConfig.diff_depth),
-      tokConfig.zChannels,
-      cfg.embedDim,
-    ),
-    {
-      width: Number(releaseConfig.diff_width),
-      depth: Number(releaseConfig.diff_depth),
-      condWidth: cfg.embedDim,
-      numSamplingSteps: String(releaseConfig.num_sampling_steps),
-      sampler: "iddpm",
-    },
-  );
+  const head = diffusionHeadConfig({ ...releaseConfig, patch_nums: patchNums });
+  const diffusion = ResidualDiffusion.fromStateDict(randomDiffusionStateDict(head, tokConfig.zChannels), head);
   const pipeline = new HartPipeline({
     textEncoder: fixedContext(cfg.contextToken, cfg.contextDim),
     transformer,

@@ -18,8 +18,14 @@
  * `--threads 1` there is no thread-pool spinning in it either), so the CPU
  * ratio is the steadier comparison.
  */
-import { benchTensor, measureMatMulRate, type StateDict, tensor, timeIt } from "@hart/core";
-import { ResidualDiffusion, type ResidualScheduler, type SchedulerStepInput, ZeroNoise } from "../src/index";
+import { benchTensor, measureMatMulRate, timeIt } from "@hart/core";
+import {
+  ResidualDiffusion,
+  type ResidualScheduler,
+  randomDiffusionStateDict,
+  type SchedulerStepInput,
+  ZeroNoise,
+} from "../src/index";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -38,28 +44,7 @@ const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undef
 /** Deterministic pseudo-random weights, uniform with variance 1/fanIn. */
 const randomTensor = (shape: number[], fanIn: number, seed: number) => benchTensor(shape, seed, Math.sqrt(3 / fanIn));
 
-function releaseShapedStateDict(): StateDict {
-  const sd: StateDict = new Map();
-  let seed = 1;
-  const lin = (key: string, out: number, inF: number) => {
-    sd.set(`diffloss.net.${key}.weight`, randomTensor([out, inF], inF, seed++));
-    sd.set(`diffloss.net.${key}.bias`, randomTensor([out], 400, seed++));
-  };
-  lin("input_proj", width, channels);
-  lin("cond_embed", width, condWidth);
-  lin("time_embed.mlp.0", width, 256);
-  lin("time_embed.mlp.2", width, width);
-  for (let i = 0; i < depth; i++) {
-    sd.set(`diffloss.net.res_blocks.${i}.in_ln.weight`, tensor("float32", [width], new Float32Array(width).fill(1)));
-    sd.set(`diffloss.net.res_blocks.${i}.in_ln.bias`, randomTensor([width], 400, seed++));
-    lin(`res_blocks.${i}.adaLN_modulation.1`, 3 * width, width);
-    lin(`res_blocks.${i}.mlp.0`, width, width);
-    lin(`res_blocks.${i}.mlp.2`, width, width);
-  }
-  lin("final_layer.adaLN_modulation.1", 2 * width, width);
-  lin("final_layer.linear", 2 * channels, width);
-  return sd;
-}
+const releaseShapedStateDict = () => randomDiffusionStateDict({ width, depth, condWidth }, channels);
 
 /** FLOPs of one network evaluation per token (multiply-adds × 2), and of the condition embedding. */
 const stepFlopsPerToken = 2 * (channels * width + depth * 5 * width * width + 2 * width * width + width * 2 * channels);

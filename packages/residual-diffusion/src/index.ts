@@ -6,6 +6,7 @@ export {
   TIMESTEP_FREQUENCIES,
 } from "./network";
 export { ReplayNoise, ZeroNoise } from "./noise";
+export { randomDiffusionStateDict } from "./random-weights";
 export {
   DIFFUSION_PREFIX,
   ResidualDiffusion,
