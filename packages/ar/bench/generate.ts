@@ -13,7 +13,8 @@
  *   npm run bench -w @hart/ar -- --ends 16 --runs 1 --depth 4     # quick check
  *
  * Options: --ends 16,32 (last side of each schedule), --runs 2 (the last run
- * is timed), --threads N, --depth D (fewer blocks), --matmul 2048.
+ * is timed), --threads N, --depth D (fewer blocks), --matmul 2048, --spin (let the
+ * sessions' threads spin-wait, onnxruntime's default, which hart turns off).
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -71,6 +72,7 @@ async function child(end: number): Promise<void> {
     patchNums,
     intraOpThreads: threads,
     consumeWeights: true,
+    ...(args.includes("--spin") ? { sessionOptions: { config: { "session.intra_op.allow_spinning": "1" } } } : {}),
   });
   const loadS = (performance.now() - t0) / 1000;
   const loadPeakRss = memoryStats().peak;
