@@ -105,7 +105,11 @@ async function child(end: number): Promise<void> {
   let past = 0;
   const flops = patchNums.map((pn, si) => {
     const l = si === 0 ? T : pn * pn;
-    const f = scaleFlops(cfg, V, N, l, past, si === 0 ? 1 : l);
+    // the first scale runs the unconditional rows (all-zero context at position 0) as one token each
+    const f =
+      si === 0
+        ? scaleFlops(cfg, V, B, l, past, 1) + scaleFlops(cfg, V, N - B, 1, past, 1)
+        : scaleFlops(cfg, V, N, l, past, l);
     past += l;
     return f;
   });

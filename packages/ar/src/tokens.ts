@@ -55,3 +55,49 @@ export function maskgitOrders(random: RandomSource, B: number, n: number): Int32
     return order;
   });
 }
+
+/** Rows `[from, to)` of a `[N, ...]` tensor (a view, no copy). */
+export function rowsOf<T extends Tensor>(t: T, from: number, to: number): T {
+  const per = t.shape.slice(1).reduce((a, b) => a * b, 1);
+  return tensor(t.dtype, [to - from, ...t.shape.slice(1)], t.data.subarray(from * per, to * per) as T["data"]) as T;
+}
+
+/** Whether every row `[from, to)` of a `[N, l, D]` tensor repeats its first token exactly. */
+export function rowsRepeatFirstToken(x: Tensor<"float32">, from: number, to: number): boolean {
+  const [, l, D] = x.shape;
+  for (let n = from; n < to; n++) {
+    const first = n * l * D;
+    for (let j = 1; j < l; j++) {
+      const at = (n * l + j) * D;
+      for (let c = 0; c < D; c++) if (x.data[at + c] !== x.data[first + c]) return false;
+    }
+  }
+  return true;
+}
+
+/** `x[from:to, :1]` of a `[N, l, D]` tensor, as `[to - from, 1, D]`. */
+export function firstTokenOf(x: Tensor<"float32">, from: number, to: number): Tensor<"float32"> {
+  const [, l, D] = x.shape;
+  const out = new Float32Array((to - from) * D);
+  for (let n = from; n < to; n++) out.set(x.data.subarray(n * l * D, (n * l + 1) * D), (n - from) * D);
+  return tensor("float32", [to - from, 1, D], out);
+}
+
+/**
+ * Stacks `[R, ..., l, W]` rows over `[R', ..., 1, W]` rows whose one token is repeated `l` times:
+ * `cat(a, b.expand(.., l, W))` along the first axis (any element type).
+ */
+export function stackRepeated<T extends Tensor>(a: T, b: T): T {
+  const d = a.shape.length;
+  const l = a.shape[d - 2];
+  const W = a.shape[d - 1];
+  const rowsA = a.data.length / (l * W);
+  const rowsB = b.data.length / W;
+  const out = new (a.data.constructor as new (n: number) => T["data"])((rowsA + rowsB) * l * W);
+  out.set(a.data as never);
+  for (let r = 0; r < rowsB; r++) {
+    const token = b.data.subarray(r * W, (r + 1) * W);
+    for (let j = 0; j < l; j++) out.set(token as never, ((rowsA + r) * l + j) * W);
+  }
+  return tensor(a.dtype, [a.shape[0] + b.shape[0], ...a.shape.slice(1)], out) as T;
+}

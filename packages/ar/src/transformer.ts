@@ -43,7 +43,17 @@ import {
   seededRandom,
   type TokenSampler,
 } from "./sampling";
-import { allPositions, gatherTokens, lastToken, maskgitOrders, toBChw } from "./tokens";
+import {
+  allPositions,
+  firstTokenOf,
+  gatherTokens,
+  lastToken,
+  maskgitOrders,
+  rowsOf,
+  rowsRepeatFirstToken,
+  stackRepeated,
+  toBChw,
+} from "./tokens";
 import type { ARProgressEvent, ARResult, GenerateOptions, TextContext, Transformer } from "./types";
 import { loadTransformerStateDict } from "./weights";
 
@@ -214,6 +224,65 @@ export class HartTransformer implements Transformer {
       trace?.(`s${si}.block${i}_out`, x);
     }
     return x;
+  }
+
+  /**
+   * The first scale when every unconditional row is one token repeated: its context is all zeros at position 0,
+   * so (without absolute position embeddings) all its tokens are equal and stay equal block after block, since
+   * attention over equal keys returns their value. The conditional rows run as usual and the unconditional ones
+   * as that single token, whose keys/values are repeated to the context length in the cache (attention over T
+   * equal keys is attention over one, up to float32 rounding): half of the first scale's work. Returns every
+   * row's last token `[N, 1, C]`, or with `trace` the whole `[N, T, C]` (the uncollapsed scale's results).
+   */
+  private async runFirstScaleCollapsed(
+    x: Tensor<"float32">,
+    rope: { cos: Tensor; sin: Tensor } | undefined,
+    blockMods: Tensor<"float32"> | undefined,
+    cache: KVCache,
+    signal: AbortSignal | undefined,
+    trace: ((name: string, value: Tensor) => void) | undefined,
+  ): Promise<Tensor<"float32">> {
+    const [N, , C] = x.shape;
+    const B = N / 2;
+    let xCond = rowsOf(x, 0, B);
+    let xUncond = firstTokenOf(x, B, N);
+    const ropeCond = rope && { cos: rowsOf(rope.cos, 0, B), sin: rowsOf(rope.sin, 0, B) };
+    const ropeUncond = rope && {
+      cos: firstTokenOf(rope.cos as Tensor<"float32">, B, N),
+      sin: firstTokenOf(rope.sin as Tensor<"float32">, B, N),
+    };
+    for (let i = 0; i < this.sessions.blocks.length; i++) {
+      signal?.throwIfAborted();
+      const past = cache.past(i);
+      const run = (xs: Tensor<"float32">, r: typeof rope, from: number) => {
+        const feeds: Record<string, Tensor> = {
+          x: xs,
+          pastK: rowsOf(past.k, from, from + B),
+          pastV: rowsOf(past.v, from, from + B),
+        };
+        if (r) {
+          feeds.cos = r.cos;
+          feeds.sin = r.sin;
+        }
+        if (blockMods) {
+          const n = 6 * C;
+          feeds.mod = tensor("float32", [B, 6, C], blockMods.data.subarray((i * N + from) * n, (i * N + from + B) * n));
+        }
+        return this.sessions.blocks[i].run(feeds, ["y", "k", "v"]);
+      };
+      const cond = await run(xCond, ropeCond, 0);
+      const uncond = await run(xUncond, ropeUncond, B);
+      cache.append(i, stackRepeated(cond.k, uncond.k), stackRepeated(cond.v, uncond.v));
+      xCond = cond.y as Tensor<"float32">;
+      xUncond = uncond.y as Tensor<"float32">;
+      if (trace) trace(`s0.block${i}_out`, stackRepeated(xCond, xUncond));
+    }
+    if (trace) return stackRepeated(xCond, xUncond);
+    const lastCond = lastToken(xCond);
+    const out = new Float32Array(N * C);
+    out.set(lastCond.data);
+    out.set(xUncond.data, B * C);
+    return tensor("float32", [N, 1, C], out);
   }
 
   /**
@@ -394,7 +463,17 @@ export class HartTransformer implements Transformer {
       const { t } = plan[si];
       const positions = allPositions(B, pn * pn);
       const pos = si === 0 ? contextPositions(posN, N, T, hd) : imagePositions(pn, HW, offsets, positions, hd);
-      x = await this.runBlocks(x, await rope(pos, si === 0 ? 2 : 4), blockMods, cache, true, signal, trace, si);
+      const tables = await rope(pos, si === 0 ? 2 : 4);
+      const collapse =
+        si === 0 &&
+        !this.posEmbed &&
+        rowsRepeatFirstToken(x, B, N) &&
+        (!tables ||
+          (rowsRepeatFirstToken(tables.cos as Tensor<"float32">, B, N) &&
+            rowsRepeatFirstToken(tables.sin as Tensor<"float32">, B, N)));
+      x = collapse
+        ? await this.runFirstScaleCollapsed(x, tables, blockMods, cache, signal, trace)
+        : await this.runBlocks(x, tables, blockMods, cache, true, signal, trace, si);
       // the first scale is sampled from the last context position only
       const last = si === 0 ? lastToken(x) : x;
       let { logits, guided } = await headRun(si === 0 && !trace ? last : x, t);
