@@ -40,23 +40,18 @@ function schedule(release: number[], end: number): number[] {
 
 const randomTensor = (shape: number[], seed: number) => benchTensor(shape, seed);
 
+/** The released tokenizer's shape, shared with @hart/tokenizer's bench. */
+const releaseTokenizerConfig = JSON.parse(
+  readFileSync(fileURLToPath(new URL("../../tokenizer/bench/release-config.json", import.meta.url)), "utf8"),
+) as Record<string, unknown>;
+
 /** Child: one schedule; prints one JSON line. */
 async function child(end: number): Promise<void> {
   const raw = JSON.parse(readFileSync(new URL("./release-config.json", import.meta.url), "utf8"));
   if (args.includes("--depth")) raw.depth = Number(arg("depth", "24"));
   const patchNums = schedule(raw.patch_nums, end);
   const cfg = parseConfig(raw, "bench/release-config.json");
-  const tokConfig = parseTokenizerConfig({
-    model_type: "hart_autoencoder_with_disc",
-    quantizer_type: "var_hybrid",
-    vocab_size: 4096,
-    z_channels: 32,
-    ch: 160,
-    ch_mult: [1, 1, 2, 2, 4],
-    v_patch_nums: patchNums,
-    quant_resi: 0.5,
-    share_quant_resi: 4,
-  });
+  const tokConfig = parseTokenizerConfig({ ...releaseTokenizerConfig, v_patch_nums: patchNums });
   const tokSd = randomTokenizerStateDict(tokConfig, { parts: [] });
   const quantizer = HartQuantizer.fromWeights(
     tokConfig,

@@ -57,20 +57,15 @@ function fixedContext(tokens: number, dim: number): TextEncoder {
   return { hiddenSize: dim, encode: async () => context, release: async () => {} };
 }
 
+/** The released tokenizer's shape, shared with @hart/tokenizer's bench. */
+const releaseTokenizerConfig = JSON.parse(
+  readFileSync(fileURLToPath(new URL("../../tokenizer/bench/release-config.json", import.meta.url)), "utf8"),
+) as Record<string, unknown>;
+
 async function child(end: number): Promise<void> {
   const patchNums = [...releaseConfig.patch_nums.filter((p) => p < end), end];
   const cfg = parseConfig({ ...releaseConfig, patch_nums: patchNums }, "ar/bench/release-config.json");
-  const tokConfig = parseTokenizerConfig({
-    model_type: "hart_autoencoder_with_disc",
-    quantizer_type: "var_hybrid",
-    vocab_size: 4096,
-    z_channels: 32,
-    ch: 160,
-    ch_mult: [1, 1, 2, 2, 4],
-    v_patch_nums: patchNums,
-    quant_resi: 0.5,
-    share_quant_resi: 4,
-  });
+  const tokConfig = parseTokenizerConfig({ ...releaseTokenizerConfig, v_patch_nums: patchNums });
   const t0 = performance.now();
   const tokenizer = HartTokenizer.fromStateDict(tokConfig, randomTokenizerStateDict(tokConfig, { parts: ["decoder"] }));
   const sd = randomTransformerStateDict(cfg, { vocabSize: tokConfig.vocabSize, latentChannels: tokConfig.zChannels });

@@ -15,6 +15,7 @@
  * --threads N, --attention mha|plain, --matmul 2048.
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { benchTensor, measureMatMulRate, memoryStats } from "@hart/core";
 import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "../src/index";
@@ -30,20 +31,10 @@ const runs = Math.max(1, Number(arg("runs", "2")));
 const attention = arg("attention", "mha") as "mha" | "plain";
 const matmulSide = Number(arg("matmul", "2048"));
 
-/** The released tokenizer's shape (HART-0.7b-1024px `tokenizer/config.json`), latent side `side`. */
+/** The released tokenizer's shape (bench/release-config.json, shared with the other benches), latent side `side`. */
 function fullSizeConfig(side: number) {
-  const schedule = [1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64].filter((p) => p < side);
-  return parseTokenizerConfig({
-    model_type: "hart_autoencoder_with_disc",
-    quantizer_type: "var_hybrid",
-    vocab_size: 4096,
-    z_channels: 32,
-    ch: 160,
-    ch_mult: [1, 1, 2, 2, 4],
-    v_patch_nums: [...schedule, side],
-    quant_resi: 0.5,
-    share_quant_resi: 4,
-  });
+  const raw = JSON.parse(readFileSync(new URL("./release-config.json", import.meta.url), "utf8"));
+  return parseTokenizerConfig({ ...raw, v_patch_nums: [...raw.v_patch_nums.filter((p: number) => p < side), side] });
 }
 
 /**
