@@ -16,10 +16,9 @@
  * is timed), --threads N, --depth D (fewer blocks), --matmul 2048, --spin (let the
  * sessions' threads spin-wait, onnxruntime's default, which hart turns off).
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { benchTensor, measureMatMulRate, memoryStats, type Tensor, tensor } from "@hart/core";
+import { benchTensor, measureMatMulRate, memoryStats, runBenchChild, type Tensor, tensor } from "@hart/core";
 import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
 import { HartTransformer, parseConfig, randomTransformerStateDict } from "../src/index";
 import { scaleFlops } from "./flops";
@@ -127,14 +126,8 @@ async function parent(): Promise<void> {
     })
   ).wall;
   console.log(`onnxruntime MatMul rate: ${mm.toFixed(1)} GFLOP/s (threads: ${threads ?? "default"})`);
-  const self = fileURLToPath(import.meta.url);
   for (const end of ends) {
-    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(end)], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-      maxBuffer: 1 << 24,
-    });
-    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const r = runBenchChild(import.meta.url, args, end);
     const ms: number[] = r.runsMs[r.runsMs.length - 1];
     console.log(`\nschedule [${r.patchNums}] (B = 1, cfg on; load ${r.loadS.toFixed(1)} s)`);
     console.log("  scale  side  tokens     ms   GFLOP  GFLOP/s");

@@ -2,7 +2,9 @@
  * Measuring helpers shared by every package's benchmark script, so that all
  * benches report the same reference rate and the same memory figures.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { GraphBuilder } from "./graph/builder";
 import { xorshiftUniform } from "./rng";
 import { createSession } from "./session";
@@ -88,4 +90,24 @@ export async function measureMatMulRate(options: MatMulRateOptions = {}): Promis
   await session.release();
   const gflop = (chain * 2 * rows * width * width) / 1e9;
   return { wall: gflop / best.wall, cpu: gflop / best.cpu };
+}
+
+/**
+ * Runs this bench script again in a child process (same Node flags and
+ * arguments, plus `--child <value>`) and returns the JSON object the child
+ * printed on its last stdout line. Benches measure each size in its own
+ * process so that its peak RSS is its own.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: a bench reads its own child's JSON, like JSON.parse
+export function runBenchChild<T = any>(scriptUrl: string, args: readonly string[], value: string | number): T {
+  const out = execFileSync(
+    process.execPath,
+    [...process.execArgv, fileURLToPath(scriptUrl), ...args, "--child", String(value)],
+    {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      maxBuffer: 1 << 24,
+    },
+  );
+  return JSON.parse(out.trim().split("\n").pop() ?? "{}") as T;
 }

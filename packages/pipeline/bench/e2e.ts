@@ -14,11 +14,10 @@
  *
  * Each schedule runs in its own child process so its peak RSS is its own.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { HartTransformer, parseConfig, randomTransformerStateDict } from "@hart/ar";
-import { benchTensor, measureMatMulRate, memoryStats, tensor } from "@hart/core";
+import { benchTensor, measureMatMulRate, memoryStats, runBenchChild, tensor } from "@hart/core";
 import { diffusionHeadConfig, ResidualDiffusion, randomDiffusionStateDict } from "@hart/residual-diffusion";
 import type { EncodedPrompts, TextEncoder } from "@hart/text-encoder";
 import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
@@ -93,14 +92,8 @@ async function parent(): Promise<void> {
   console.log(
     `onnxruntime MatMul rate now: ${mm.wall.toFixed(0)} GFLOP/s (the machine's load moves every number here)`,
   );
-  const self = fileURLToPath(import.meta.url);
   for (const end of ends) {
-    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(end)], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-      maxBuffer: 1 << 24,
-    });
-    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const r = runBenchChild(import.meta.url, args, end);
     const best = r.timings.reduce((a: { totalMs: number }, b: { totalMs: number }) => (b.totalMs < a.totalMs ? b : a));
     const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     console.log(

@@ -14,10 +14,8 @@
  * Options: --sides 64,32 (latent sides), --runs 2 (the last one is timed),
  * --threads N, --attention mha|plain, --matmul 2048.
  */
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { benchTensor, measureMatMulRate, memoryStats } from "@hart/core";
+import { benchTensor, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
 import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "../src/index";
 import { decoderFlops } from "./flops";
 
@@ -66,14 +64,8 @@ async function child(side: number): Promise<void> {
 async function parent(): Promise<void> {
   const sides = arg("sides", "64,32").split(",").map(Number);
   console.log(`threads: ${threads ?? "default"}, attention: ${attention}, runs: ${runs} (the last one is timed)`);
-  const self = fileURLToPath(import.meta.url);
   for (const side of sides) {
-    const out = execFileSync(process.execPath, [...process.execArgv, self, ...args, "--child", String(side)], {
-      encoding: "utf8",
-      stdio: ["ignore", "pipe", "inherit"],
-      maxBuffer: 1 << 20,
-    });
-    const r = JSON.parse(out.trim().split("\n").pop() ?? "{}");
+    const r = runBenchChild(import.meta.url, args, side);
     const t = r.times[r.times.length - 1];
     const rate = r.flops / t / 1e9;
     const mm = Math.max(...r.matmul);
