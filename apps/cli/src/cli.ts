@@ -65,6 +65,25 @@ export function addModelOptions(cmd: Command, withText = true): Command {
   return cmd;
 }
 
+/** The sampling options `generate` and `bench` share (the release's defaults). */
+export function addSamplingOptions(cmd: Command): Command {
+  return cmd
+    .option("--seed <n>", "random seed", intArg("--seed", 0), 1)
+    .option(
+      "--cfg <scale>",
+      "classifier-free guidance scale",
+      numberArg("--cfg", (v) => (v < 0 ? "--cfg must be ≥ 0." : undefined)),
+      4.5,
+    )
+    .option("--more-smooth", "Gumbel-softmax smoothing of the codes (the release's default)")
+    .option("--no-more-smooth", "sample hard codes instead")
+    .option(
+      "--max-token-length <n>",
+      "prompt tokens after padding/truncation (default: the model's context_token, 300 for the release)",
+      intArg("--max-token-length", 1),
+    );
+}
+
 /** Builds the `hart` program (one per run, so tests can run it in-process). */
 export function createProgram(ctx: CliContext): Command {
   const program = new Command("hart")

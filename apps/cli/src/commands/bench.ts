@@ -1,6 +1,6 @@
 import { type GenerationResult, sampleDefaultPrompts } from "@hart/pipeline";
 import { Command } from "commander";
-import { addModelOptions, type CliContext, intArg, numberArg } from "../cli";
+import { addModelOptions, addSamplingOptions, type CliContext, intArg } from "../cli";
 import { loadPipeline, type ModelOptions } from "../load";
 import { formatMs, ProgressBar } from "../progress";
 
@@ -33,22 +33,8 @@ export function benchCommand(ctx: CliContext): Command {
     .option("--batch-size <n>", "images per generation (default prompts)", intArg("--batch-size", 1), 1)
     .option("--warmup <n>", "untimed generations first (the release: 50)", intArg("--warmup", 0), 2)
     .option("--iters <n>", "timed generations (the release: 100)", intArg("--iters", 1), 5)
-    .option("--seed <n>", "random seed", intArg("--seed", 0), 1)
-    .option(
-      "--cfg <scale>",
-      "classifier-free guidance scale",
-      numberArg("--cfg", (v) => (v < 0 ? "--cfg must be ≥ 0." : undefined)),
-      4.5,
-    )
-    .option("--more-smooth", "Gumbel-softmax smoothing (default)")
-    .option("--no-more-smooth", "hard codes")
-    .option(
-      "--max-token-length <n>",
-      "prompt tokens (default: the model's context_token, 300 for the release)",
-      intArg("--max-token-length", 1),
-    )
     .option("--json", "print JSON");
-  return addModelOptions(cmd).action(async (opts: BenchOptions) => {
+  return addModelOptions(addSamplingOptions(cmd)).action(async (opts: BenchOptions) => {
     const bar = new ProgressBar(ctx.stderr, !opts.json);
     try {
       const pipeline = await loadPipeline(opts, ctx, bar);

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { encodePng, HartError } from "@hart/core";
 import { type GenerationResult, type PipelineProgressEvent, sampleDefaultPrompts } from "@hart/pipeline";
 import { Command, Option } from "commander";
-import { addModelOptions, type CliContext, intArg, numberArg } from "../cli";
+import { addModelOptions, addSamplingOptions, type CliContext, intArg, numberArg } from "../cli";
 import { releaseGrid } from "../grid";
 import { loadPipeline, type ModelOptions } from "../load";
 import { OutputFiles } from "../output";
@@ -33,13 +33,6 @@ export function generateCommand(ctx: CliContext): Command {
     .description("generate images from text prompts (the release's sample.py)")
     .option("-p, --prompt <text>", "a prompt; repeat for a batch", (v: string, all: string[]) => [...all, v], [])
     .addOption(new Option("--prompt-file <file>", "read prompts from a file, one per line").conflicts("prompt"))
-    .option("--seed <n>", "random seed", intArg("--seed", 0), 1)
-    .option(
-      "--cfg <scale>",
-      "classifier-free guidance scale",
-      numberArg("--cfg", (v) => (v < 0 ? "--cfg must be ≥ 0." : undefined)),
-      4.5,
-    )
     .option(
       "--top-k <k>",
       "top-k of the token sampler (default: the release's 600, 300 from scale 7)",
@@ -50,21 +43,14 @@ export function generateCommand(ctx: CliContext): Command {
       "top-p of the token sampler (default: off)",
       numberArg("--top-p", (v) => (v < 0 || v > 1 ? "--top-p must be in [0, 1]." : undefined)),
     )
-    .option("--more-smooth", "Gumbel-softmax smoothing of the codes (the release's default)")
-    .option("--no-more-smooth", "sample hard codes instead")
     .option("--no-system-prompt", "do not prepend the release's system prompt when encoding")
-    .option(
-      "--max-token-length <n>",
-      "prompt tokens after padding/truncation (default: the model's context_token, 300 for the release)",
-      intArg("--max-token-length", 1),
-    )
     .option("--no-residual-diffusion", "decode the discrete codes only (skip the residual diffusion)")
     .option("-o, --out <dir>", "output folder", "samples/")
     .addOption(new Option("--grid", "save one grid image (default with several prompts)").conflicts("separate"))
     .option("--separate", "save one PNG per prompt")
     .option("--low-memory", "release the text encoder after encoding (the transformer and decoder stay)")
     .option("--json", "print a JSON summary on stdout (no progress bar)");
-  return addModelOptions(cmd).action((opts: GenerateCliOptions) => runGenerate(opts, ctx));
+  return addModelOptions(addSamplingOptions(cmd)).action((opts: GenerateCliOptions) => runGenerate(opts, ctx));
 }
 
 /** Reads the prompts the options ask for; without any, samples 4 of the release's default prompts. */
