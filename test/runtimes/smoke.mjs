@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findBinary, runtimeCommands } from "./runtimes.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const coreDir = join(root, "packages/core");
@@ -37,35 +38,7 @@ if (!existsSync(dist) || statSync(dist).mtimeMs < newestMtime(join(coreDir, "src
   }
 }
 
-/** A runtime's binary: the root devDependency's, else one on PATH; null when neither runs. */
-function findBinary(name) {
-  const local = join(root, "node_modules/.bin", process.platform === "win32" ? `${name}.cmd` : name);
-  for (const bin of existsSync(local) ? [local, name] : [name]) {
-    const r = spawnSync(bin, ["--version"], { encoding: "utf8", timeout: 60_000 });
-    if (r.status === 0) return { bin, version: r.stdout.trim().split("\n")[0] };
-  }
-  return null;
-}
-
-const runtimes = [
-  { name: "node", bin: process.execPath, version: process.version, args: [workload] },
-  { name: "bun", find: "bun", args: [workload] },
-  {
-    name: "deno",
-    find: "deno",
-    // npm compatibility through the existing node_modules; the native addon needs --allow-ffi.
-    args: [
-      "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-env",
-      "--node-modules-dir=manual",
-      "--no-lock",
-      "--no-prompt",
-      workload,
-    ],
-  },
-];
+const runtimes = runtimeCommands(workload);
 
 /** The first line that looks like an error, without colours, shortened; else the last line. */
 function firstError(text) {

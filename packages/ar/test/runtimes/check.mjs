@@ -4,33 +4,17 @@
 //
 //   npx turbo run build --filter=@hart/ar && npm run test:runtimes -w @hart/ar
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { findBinary, runtimeCommands } from "../../../../test/runtimes/runtimes.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, "../../../..");
+const _root = join(here, "../../../..");
 const workload = join(here, "workload.mjs");
-const bin = (name) =>
-  existsSync(join(root, "node_modules/.bin", name)) ? join(root, "node_modules/.bin", name) : name;
-const runtimes = [
-  ["node", process.execPath, [workload]],
-  ["bun", bin("bun"), [workload]],
-  [
-    "deno",
-    bin("deno"),
-    [
-      "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-env",
-      "--node-modules-dir=manual",
-      "--no-lock",
-      "--no-prompt",
-      workload,
-    ],
-  ],
-];
+const runtimes = runtimeCommands(workload).map((rt) => {
+  const found = rt.find ? findBinary(rt.find) : null;
+  return [rt.name, rt.bin ?? found?.bin ?? rt.find, rt.args];
+});
 let reference;
 let failed = false;
 for (const [name, exe, args] of runtimes) {
