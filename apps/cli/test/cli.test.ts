@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { decodePng, encodePng, readConfig } from "@hart/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoFromFolder, startFakeHub } from "../../../packages/pipeline/test/hub-server";
-import { runCli } from "../src/cli";
 import { countParameters, transformerSchema } from "../src/model/checkpoint-schema";
+import { hart } from "./run-cli";
 
 const temps: string[] = [];
 const temp = () => {
@@ -16,32 +16,6 @@ const temp = () => {
 };
 let tiny: string;
 let firstPng: string;
-
-/** Runs `hart` in-process, capturing its output. */
-async function hart(
-  argv: string[],
-  options: { tty?: boolean; signal?: AbortSignal; onErr?: (s: string) => void } = {},
-) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(argv, {
-    stdout: {
-      write: (s: string) => {
-        stdout += s;
-      },
-    },
-    stderr: {
-      write: (s: string) => {
-        stderr += s;
-        options.onErr?.(s);
-      },
-      isTTY: options.tty,
-      columns: 100,
-    },
-    signal: options.signal ?? new AbortController().signal,
-  });
-  return { code, stdout, stderr };
-}
 
 beforeAll(async () => {
   tiny = join(temp(), "tiny");

@@ -1,28 +1,7 @@
 /** `hart info --device`: what the GPU path can use on this machine, without touching any model. */
 import { describeDevices } from "@hart/kernels-cuda";
 import { describe, expect, it } from "vitest";
-import { runCli } from "../src/cli";
-
-async function hart(argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(argv, {
-    stdout: {
-      write: (s: string) => {
-        stdout += s;
-      },
-    },
-    stderr: {
-      write: (s: string) => {
-        stderr += s;
-      },
-      isTTY: false,
-      columns: 100,
-    },
-    signal: new AbortController().signal,
-  });
-  return { code, stdout, stderr };
-}
+import { hart } from "./run-cli";
 
 describe("hart info --device", () => {
   it("reports onnxruntime, driver, GPUs and each provider's status (JSON and text)", async () => {
