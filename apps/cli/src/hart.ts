@@ -8,6 +8,13 @@ process.on("SIGINT", () => {
   controller.abort(new Error("interrupted"));
 });
 
+// A reader that stops early (`hart … | head`) closes the pipe: that is not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+  });
+}
+
 process.exitCode = await runCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
