@@ -12,6 +12,7 @@ import { HartError } from "../src/errors";
 import { type BuiltModel, GraphBuilder, type Value } from "../src/graph/builder";
 import {
   addRmsNorm,
+  attentionOf,
   attentionWithCache,
   cudaGroupNormSupports,
   type GraphForm,
@@ -32,6 +33,7 @@ import { type Tensor, tensor, toFloat16, toFloat32 } from "../src/tensor";
 
 const FUSED: GraphForm = { flavour: "fused", precision: "float32" };
 const HALF: GraphForm = { flavour: "fused", precision: "float16" };
+const MATMUL: GraphForm = { flavour: "plain", precision: "float32", attention: "matmul" };
 const rng = createRng(20250214);
 const randn = (shape: number[], scale = 1) => {
   const t = rng.normal(shape);
@@ -154,6 +156,21 @@ describe("graph forms", () => {
     expect(() => graphForm({ graphFlavour: "fast" as never })).toThrow(/graphFlavour must be/);
     expect(kvLayoutOf(PLAIN_FORM)).toBe("tokens");
     expect(kvLayoutOf(FUSED)).toBe("heads");
+  });
+
+  it("uses MatMul/Softmax attention on webgpu (its MultiHeadAttention is off for 32+ queries) unless told otherwise", () => {
+    expect(graphForm({ device: "webgpu" })).toEqual({ flavour: "plain", precision: "float32", attention: "matmul" });
+    expect(graphForm({ device: "webgpu", attention: "mha" })).toBe(PLAIN_FORM);
+    expect(graphForm({ device: "cpu", attention: "matmul" }).attention).toBe("matmul");
+    expect(graphForm({ device: "cuda" }).attention).toBeUndefined();
+    expect(() => graphForm({ attention: "flash" as never })).toThrow(/attention must be/);
+    const g = new GraphBuilder("matmul-attention");
+    const [q, k, v] = ["q", "k", "v"].map((n) => g.input(n, "float32", [1, 4, 8]));
+    g.output(attentionOf(g, MATMUL, q, k, v, { heads: 2, scale: 0.5 }), "o");
+    const ops = opTypes(g.build());
+    expect(ops).not.toContain("com.microsoft.MultiHeadAttention");
+    expect(ops.filter((o) => o === "MatMul")).toHaveLength(2);
+    expect(ops).toContain("Softmax");
   });
 });
 
@@ -315,6 +332,35 @@ describe("fused forms compute the plain forms' function (CPU, float32)", () => {
       expect(fused.kOut.shape).toEqual([N, H, l, d]);
       expect(fused.kOut.data).toEqual(toHeads(k, l).data);
       expect(fused.vOut.data).toEqual(toHeads(v, l).data);
+    });
+  }
+
+  for (const heads of [H, 1]) {
+    it(`attention over a KV cache, ${heads} head(s): MatMul/Softmax vs MultiHeadAttention; present = cat(past, new)`, async () => {
+      const P = 5;
+      const [q, k, v] = [0, 1, 2].map(() => randn([N, l, C]));
+      const pk = randn([N, P, C]);
+      const pv = randn([N, P, C]);
+      const scale = Math.fround(0.25 / Math.sqrt(C / heads));
+      const body = (form: GraphForm) => (g: GraphBuilder, x: Record<string, Value>) => {
+        const att = attentionWithCache(g, form, { q: x.q, k: x.k, v: x.v }, { k: x.pk, v: x.pv }, { heads, scale });
+        return { o: att.o, presentK: att.presentK as Value, presentV: att.presentV as Value };
+      };
+      const mha = await runForm(PLAIN_FORM, { q, k, v, pk, pv }, body(PLAIN_FORM));
+      const matmul = await runForm(MATMUL, { q, k, v, pk, pv }, body(MATMUL));
+      expect(relErr(`attention ${heads} head(s) matmul vs mha`, matmul.o, mha.o)).toBeLessThan(1e-6);
+      for (const [name, past, add] of [
+        ["presentK", pk, k],
+        ["presentV", pv, v],
+      ] as const) {
+        const cat = new Float32Array(N * (P + l) * C);
+        for (let n = 0; n < N; n++) {
+          cat.set(past.data.subarray(n * P * C, (n + 1) * P * C), n * (P + l) * C);
+          cat.set(add.data.subarray(n * l * C, (n + 1) * l * C), (n * (P + l) + P) * C);
+        }
+        expect(matmul[name].shape).toEqual([N, P + l, C]);
+        expect(matmul[name].data).toEqual(cat);
+      }
     });
   }
 });

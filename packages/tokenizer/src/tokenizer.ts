@@ -23,7 +23,7 @@ import { findWeightsFile, loadTokenizerStateDict, weightsOf } from "./weights";
 
 /** Options of {@link HartTokenizer.fromStateDict} (the load options minus file selection). */
 export interface TokenizerOptions extends Omit<TokenizerLoadOptions, "weightsFile"> {
-  /** How the autoencoder's self-attention runs (default `"mha"`: onnxruntime's fused attention). */
+  /** How the autoencoder's self-attention runs (default `"mha"`, onnxruntime's fused attention; `"plain"` on WebGPU). */
   attention?: AttentionKind;
   /** Names the checkpoint in error messages. */
   source?: string;
@@ -78,10 +78,9 @@ export class HartTokenizer implements ImageTokenizer {
     this.config = config;
     this.weights = weightsOf(stateDict, options.source ?? "the tokenizer state dict", options.keyPrefix ?? "vae.");
     this.canEncode = [...stateDict.keys()].some((k) => k.startsWith("encoder."));
-    this.graphOptions = {
-      attention: options.attention,
-      form: graphForm({ device: options.device, graphFlavour: options.graphFlavour }),
-    };
+    const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
+    // the form's attention (MatMul/Softmax on WebGPU) unless the caller chose one
+    this.graphOptions = { form, attention: options.attention ?? (form.attention === "matmul" ? "plain" : "mha") };
     this.quantizer = HartQuantizer.fromWeights(config, this.weights, {
       device: options.device,
       intraOpThreads: options.intraOpThreads,

@@ -21,10 +21,20 @@ export type GraphFlavour = "plain" | "fused";
 /** Element type of a graph's activations and weights. float16 needs the fused flavour. */
 export type GraphPrecision = "float32" | "float16";
 
+/**
+ * How attention without a mask is computed: `mha`, onnxruntime's `com.microsoft` `MultiHeadAttention` (one kernel,
+ * no score matrix kept); `matmul`, standard `MatMul`/`Softmax`/`MatMul` per head. WebGPU gets `matmul`: measured
+ * with onnxruntime-node 1.30's WebGPU provider (Mesa llvmpipe adapter), `MultiHeadAttention` is wrong by 3–7 %
+ * whenever 32 or more queries attend at once, while MatMul and Softmax match the CPU to 1e-7.
+ */
+export type AttentionImpl = "mha" | "matmul";
+
 /** How a graph is emitted: which operator forms, at which precision. */
 export interface GraphForm {
   readonly flavour: GraphFlavour;
   readonly precision: GraphPrecision;
+  /** The plain flavour's unmasked attention (default `"mha"`); the fused flavour always uses `MultiHeadAttention`. */
+  readonly attention?: AttentionImpl;
 }
 
 /** Plain ops in float32: the CPU path. */
@@ -38,6 +48,8 @@ export interface GraphFormOptions {
   graphFlavour?: GraphFlavour;
   /** Activation and weight precision (default `"float32"`; `"float16"` requires the fused flavour). */
   precision?: GraphPrecision;
+  /** The plain flavour's attention (default: `"matmul"` on `webgpu`, `"mha"` elsewhere; see {@link AttentionImpl}). */
+  attention?: AttentionImpl;
 }
 
 /** The flavour for a device: `fused` on `cuda`, `plain` elsewhere; `forced` wins when given. */
@@ -65,7 +77,14 @@ export function graphForm(options: GraphFormOptions = {}): GraphForm {
       'unsupported: float16 graphs on this device: they use the fused graph forms, the default on device "cuda" (graphFlavour: "fused" forces them elsewhere)',
     );
   }
-  if (flavour === "plain") return PLAIN_FORM;
+  if (flavour === "plain") {
+    const device = options.device === "auto" ? resolveDevice("auto") : options.device;
+    const attention = options.attention ?? (device === "webgpu" ? "matmul" : "mha");
+    if (attention !== "mha" && attention !== "matmul") {
+      throw new HartError("argument", `attention must be "mha" or "matmul", got ${JSON.stringify(attention)}`);
+    }
+    return attention === "mha" ? PLAIN_FORM : Object.freeze({ flavour, precision, attention });
+  }
   return Object.freeze({ flavour, precision });
 }
 
@@ -284,12 +303,48 @@ export interface CachedAttention {
   readonly k: Value;
   readonly v: Value;
   /**
-   * Fused form only: `MultiHeadAttention`'s `present_key`/`present_value` `[N, H, P+l, d]`, the whole updated
-   * cache, for a cache that stays on the device (onnxruntime-node 1.30 copies every graph output to the host, so
-   * hart returns the new keys/values instead; see the `@hart/kernels-cuda` README).
+   * The whole updated cache in the cache layout (`[N, P+l, H·d]`, or `MultiHeadAttention`'s `present_key`/
+   * `present_value` `[N, H, P+l, d]`), for a cache that stays on the device (WebGPU `gpu-buffer` outputs; with other
+   * providers onnxruntime-node copies every output to the host, so hart returns the new keys/values instead; see
+   * the `@hart/kernels-cuda` README).
    */
   readonly presentK?: Value;
   readonly presentV?: Value;
+}
+
+/**
+ * Unmasked attention of `q` `[N, l, H·d]` over `k`/`v` `[N, L, H·d]` with softmax scale `scale`, returning
+ * `[N, l, H·d]`, in the form's {@link AttentionImpl}: `MultiHeadAttention` on the 3-D inputs, or per head
+ * `softmax(q·kᵀ·scale)·v` with standard ops (one head needs no reshapes).
+ */
+export function attentionOf(
+  g: GraphBuilder,
+  form: GraphForm,
+  q: Value,
+  k: Value,
+  v: Value,
+  opts: { heads: number; scale: number },
+): Value {
+  if ((form.attention ?? "mha") === "mha" || form.flavour === "fused") {
+    return g.op(
+      "MultiHeadAttention",
+      [q, k, v],
+      { num_heads: opts.heads, scale: f(opts.scale) },
+      { domain: "com.microsoft" },
+    );
+  }
+  const scale = g.scalar(opts.scale, form.precision);
+  if (opts.heads === 1) {
+    const scoresNlL = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], { perm: [0, 2, 1] })]), scale]);
+    return g.op("MatMul", [g.op("Softmax", [scoresNlL], { axis: -1 }), v]);
+  }
+  const split = g.ints([0, 0, opts.heads, -1]);
+  const qNHld = g.op("Transpose", [g.op("Reshape", [q, split])], { perm: [0, 2, 1, 3] });
+  const kNHdL = g.op("Transpose", [g.op("Reshape", [k, split])], { perm: [0, 2, 3, 1] });
+  const vNHLd = g.op("Transpose", [g.op("Reshape", [v, split])], { perm: [0, 2, 1, 3] });
+  const scoresNHlL = g.op("Mul", [g.op("MatMul", [qNHld, kNHdL]), scale]);
+  const oNHld = g.op("MatMul", [g.op("Softmax", [scoresNHlL], { axis: -1 }), vNHLd]);
+  return g.op("Reshape", [g.op("Transpose", [oNHld], { perm: [0, 2, 1, 3] }), g.ints([0, 0, -1])]);
 }
 
 /**
@@ -313,8 +368,8 @@ export function attentionWithCache(
   if (form.flavour === "plain") {
     const allK = g.op("Concat", [past.k, qkv.k], { axis: 1 });
     const allV = g.op("Concat", [past.v, qkv.v], { axis: 1 });
-    const o = g.op("MultiHeadAttention", [qkv.q, allK, allV], attrs, { domain: "com.microsoft" });
-    return { o, k: qkv.k, v: qkv.v };
+    const o = attentionOf(g, form, qkv.q, allK, allV, opts);
+    return { o, k: qkv.k, v: qkv.v, presentK: allK, presentV: allV };
   }
   const [o, presentK, presentV] = g.opMulti(
     "MultiHeadAttention",

@@ -4,6 +4,7 @@
  * Conv2d layout `[out, in, kh, kw]`), fetched by key from a {@link Weights}.
  */
 import {
+  attentionOf,
   f,
   type GraphBuilder,
   type GraphForm,
@@ -112,19 +113,8 @@ export function attnBlock(
   const qkvBN3C = g.op("Transpose", [g.op("Reshape", [qkvB3CHW, g.ints([0, 3 * C, -1])])], { perm: [0, 2, 1] });
   const [qBNC, kBNC, vBNC] = g.opMulti("Split", [qkvBN3C, g.ints([C, C, C])], { axis: 2 }, { outputs: 3 });
   const scale = C ** -0.5;
-  let oBNC: Value;
-  if (kind === "mha") {
-    oBNC = g.op(
-      "MultiHeadAttention",
-      [qBNC, kBNC, vBNC],
-      { num_heads: 1, scale: f(scale) },
-      { domain: "com.microsoft" },
-    );
-  } else {
-    const kBCN = g.op("Transpose", [kBNC], { perm: [0, 2, 1] });
-    const scoresBNN = g.op("Mul", [g.op("MatMul", [qBNC, kBCN]), g.scalar(scale)]);
-    oBNC = g.op("MatMul", [g.op("Softmax", [scoresBNN], { axis: -1 }), vBNC]);
-  }
+  const attention = kind === "mha" ? PLAIN_FORM : { ...PLAIN_FORM, attention: "matmul" as const };
+  const oBNC = attentionOf(g, attention, qBNC, kBNC, vBNC, { heads: 1, scale });
   const oBCHW = g.op("Reshape", [g.op("Transpose", [oBNC], { perm: [0, 2, 1] }), g.op("Shape", [x])]);
   return g.op("Add", [x, conv2d(g, oBCHW, w, `${prefix}.proj_out`, { cin: C, cout: C, k: 1 })]);
 }
