@@ -5,6 +5,7 @@ export * from "./checkpoint/safetensors";
 export * from "./checkpoint/state-dict";
 export * from "./checkpoint/torch-bin";
 export * from "./compare";
+export * from "./device-tensor";
 export * from "./errors";
 export * from "./graph/builder";
 export * from "./graph/fused";

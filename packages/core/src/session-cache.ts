@@ -54,6 +54,7 @@ export class SessionCache {
         inputNames: inner.inputNames,
         outputNames: inner.outputNames,
         run: (feeds, outputs) => inner.run(feeds, outputs),
+        runWithDevice: (feeds, outputs) => inner.runWithDevice(feeds, outputs),
         release: async () => {
           if (this.entries.get(key) === entry) this.entries.delete(key);
           await inner.release();

@@ -1,4 +1,11 @@
 import * as ort from "onnxruntime-node";
+import {
+  type AnyTensor,
+  type DeviceTensor,
+  isDeviceTensor,
+  unwrapDeviceTensor,
+  wrapDeviceTensor,
+} from "./device-tensor";
 import { HartError } from "./errors";
 import type { BuiltModel, ValueSpec } from "./graph/builder";
 import { type DType, type Tensor, tensor } from "./tensor";
@@ -62,6 +69,13 @@ export interface SessionOptions {
    * options above.
    */
   config?: Readonly<Record<string, string>>;
+  /**
+   * Outputs left in device memory instead of being copied to the host: {@link Session.runWithDevice} returns them
+   * as {@link DeviceTensor}s, which later runs take as feeds (a KV cache that never leaves the GPU). WebGPU only:
+   * onnxruntime-node 1.30 can keep outputs on the device only for its WebGPU provider (`preferredOutputLocation:
+   * "gpu-buffer"`); with another device this is an error.
+   */
+  deviceOutputs?: readonly string[];
   /** A label used in error messages (default: the graph's name). */
   label?: string;
 }
@@ -76,6 +90,7 @@ export interface ResolvedSessionOptions {
   readonly enableMemPattern: boolean;
   /** Session config entries passed to onnxruntime (flat keys). */
   readonly config: Readonly<Record<string, string>>;
+  readonly deviceOutputs: readonly string[];
   readonly label?: string;
 }
 
@@ -152,8 +167,16 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
   if (options.disablePrepacking) config["session.disable_prepacking"] = "1";
   if (options.useEnvAllocators) config["session.use_env_allocators"] = "1";
   Object.assign(config, options.config);
+  const device = resolveDevice(options.device ?? "cpu");
+  const deviceOutputs = options.deviceOutputs ?? [];
+  if (deviceOutputs.length > 0 && device !== "webgpu") {
+    throw new HartError(
+      "unsupported",
+      `unsupported: deviceOutputs (${deviceOutputs.join(", ")}) on device "${device}": onnxruntime-node keeps outputs on the device only with "webgpu"`,
+    );
+  }
   return {
-    device: resolveDevice(options.device ?? "cpu"),
+    device,
     intraOpThreads:
       threadCount(options.intraOpThreads, "intraOpThreads") ??
       threadCount(env("HART_NUM_THREADS"), "the HART_NUM_THREADS environment variable"),
@@ -162,6 +185,7 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
     enableCpuMemArena: options.enableCpuMemArena ?? true,
     enableMemPattern: options.enableMemPattern ?? true,
     config,
+    deviceOutputs,
     label: options.label,
   };
 }
@@ -171,17 +195,27 @@ export interface Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   /**
-   * Runs the graph. Returns the requested outputs (all by default). Feeds are checked against the
+   * Runs the graph. Returns the requested outputs (by default all but {@link SessionOptions.deviceOutputs}, which
+   * only {@link Session.runWithDevice} returns). Feeds are checked against the
    * graph's declared inputs first (missing/unknown names, dtype, rank, fixed dimensions): a bad feed
    * is a {@link HartError} (code `"feed"`) naming the graph and the input.
    */
-  run(feeds: Record<string, Tensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
+  run(feeds: Record<string, AnyTensor>, outputs?: readonly string[]): Promise<Record<string, Tensor>>;
+  /**
+   * Runs the graph and returns the requested outputs (all by default) split by where they are: those named in
+   * {@link SessionOptions.deviceOutputs} as {@link DeviceTensor}s (the caller disposes them), the rest on the host.
+   */
+  runWithDevice(
+    feeds: Record<string, AnyTensor>,
+    outputs?: readonly string[],
+  ): Promise<{ host: Record<string, Tensor>; device: Record<string, DeviceTensor> }>;
   /** Frees the native session (idempotent). */
   release(): Promise<void>;
 }
 
-/** hart tensor → onnxruntime tensor (no copy). */
-export function toOrt(t: Tensor): ort.Tensor {
+/** hart tensor → onnxruntime tensor (no copy); a {@link DeviceTensor} gives the buffer it holds. */
+export function toOrt(t: AnyTensor): ort.Tensor {
+  if (isDeviceTensor(t)) return unwrapDeviceTensor(t, "toOrt");
   if (t.dtype === "bfloat16")
     throw new HartError("dtype", "toOrt: onnxruntime-node cannot take bfloat16 inputs; cast first");
   return new ort.Tensor(t.dtype as ort.Tensor.Type, t.data as ort.Tensor.DataType, [...t.shape]);
@@ -202,7 +236,7 @@ export function fromOrt(t: ort.Tensor): Tensor {
 const fmtShape = (shape: readonly (number | string)[]) => `[${shape.join(", ")}]`;
 
 /** Checks feeds against the graph's declared inputs; throws a HartError naming the graph and input. */
-function checkFeeds(specs: readonly ValueSpec[], feeds: Record<string, Tensor>, label: string): void {
+function checkFeeds(specs: readonly ValueSpec[], feeds: Record<string, AnyTensor>, label: string): void {
   const fail = (msg: string): never => {
     throw new HartError("feed", `graph "${label}": ${msg}`);
   };
@@ -218,6 +252,7 @@ function checkFeeds(specs: readonly ValueSpec[], feeds: Record<string, Tensor>, 
     if (typeof t !== "object" || t === null || !("dtype" in t) || !("shape" in t)) {
       fail(`input "${spec.name}" must be a hart Tensor (${want})`);
     }
+    if (isDeviceTensor(t) && t.disposed) fail(`input "${spec.name}" is a disposed device tensor`);
     const got = `${t.dtype} ${fmtShape(t.shape)}`;
     const shapeOk =
       !spec.shape ||
@@ -263,6 +298,18 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
     ? { "session.model_external_initializers_file_folder_path": model.externalFolder, ...resolved.config }
     : resolved.config;
   if (Object.keys(config).length > 0) sessionOptions.extra = nestConfig(config);
+  if (resolved.deviceOutputs.length > 0) {
+    sessionOptions.preferredOutputLocation = Object.fromEntries(
+      resolved.deviceOutputs.map((name) => [name, "gpu-buffer" as const]),
+    );
+  }
+  const unknownKept = resolved.deviceOutputs.find((o) => !model.outputNames.includes(o));
+  if (unknownKept !== undefined) {
+    throw new HartError(
+      "argument",
+      `graph "${label}": deviceOutputs names "${unknownKept}", which is not an output; the outputs are ${model.outputNames.join(", ")}`,
+    );
+  }
   let inner: ort.InferenceSession;
   try {
     inner = await ort.InferenceSession.create(model.bytes, sessionOptions);
@@ -279,34 +326,56 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
   // Keep only the input specs: holding `model` would keep its weight views (and so every JS weight buffer) alive
   // for the session's lifetime, although onnxruntime has copied them.
   const inputSpecs = model.inputs;
+  const onDevice = new Set(resolved.deviceOutputs);
+  const runOrt = async (feeds: Record<string, AnyTensor>, outputs: readonly string[] | undefined) => {
+    if (released) throw new HartError("session", `graph "${label}": run() after release()`);
+    // Models assembled by hand (not by GraphBuilder) may lack input specs; onnxruntime checks those.
+    if (inputSpecs) checkFeeds(inputSpecs, feeds, label);
+    if (outputs) {
+      const unknown = outputs.find((o) => !inner.outputNames.includes(o));
+      if (unknown !== undefined) {
+        throw new HartError(
+          "feed",
+          `graph "${label}": unknown output "${unknown}"; the graph's outputs are ${inner.outputNames.join(", ")}`,
+        );
+      }
+    }
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+    // onnxruntime-node 1.30 applies preferredOutputLocation by position in the *requested* list and reuses the
+    // bound buffers' shapes (measured: a subset of outputs comes back mislabelled, or fails with "Tensor size
+    // mismatch"), so a session with device outputs always runs for all of them, in graph order.
+    const fetchAll = onDevice.size > 0 || !outputs;
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = fetchAll ? await inner.run(ortFeeds) : await inner.run(ortFeeds, [...(outputs ?? [])]);
+    } catch (err) {
+      throw new HartError("session", `graph "${label}": run failed: ${(err as Error).message}`, { cause: err });
+    }
+    const wanted = new Set(outputs ?? inner.outputNames);
+    const host: Record<string, Tensor> = {};
+    const device: Record<string, DeviceTensor> = {};
+    for (const [k, v] of Object.entries(result)) {
+      const kept = v.location === "gpu-buffer";
+      if (!wanted.has(k)) {
+        if (kept) v.dispose();
+      } else if (kept) device[k] = wrapDeviceTensor(resolved.device, v);
+      else host[k] = fromOrt(v);
+    }
+    return { host, device };
+  };
   return {
     inputNames: inner.inputNames,
     outputNames: inner.outputNames,
     async run(feeds, outputs) {
-      if (released) throw new HartError("session", `graph "${label}": run() after release()`);
-      // Models assembled by hand (not by GraphBuilder) may lack input specs; onnxruntime checks those.
-      if (inputSpecs) checkFeeds(inputSpecs, feeds, label);
-      if (outputs) {
-        const unknown = outputs.find((o) => !inner.outputNames.includes(o));
-        if (unknown !== undefined) {
-          throw new HartError(
-            "feed",
-            `graph "${label}": unknown output "${unknown}"; the graph's outputs are ${inner.outputNames.join(", ")}`,
-          );
-        }
+      const requested = outputs ?? inner.outputNames.filter((o) => !onDevice.has(o));
+      const kept = requested.find((o) => onDevice.has(o));
+      if (kept !== undefined) {
+        throw new HartError("feed", `graph "${label}": output "${kept}" stays on the device; use runWithDevice()`);
       }
-      const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
-      let result: ort.InferenceSession.ReturnType;
-      try {
-        result = outputs ? await inner.run(ortFeeds, [...outputs]) : await inner.run(ortFeeds);
-      } catch (err) {
-        throw new HartError("session", `graph "${label}": run failed: ${(err as Error).message}`, { cause: err });
-      }
-      const out: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(result)) out[k] = fromOrt(v);
-      return out;
+      return (await runOrt(feeds, outputs ?? requested)).host;
     },
+    runWithDevice: (feeds, outputs) => runOrt(feeds, outputs),
     async release() {
       if (released) return;
       released = true;
