@@ -15,6 +15,7 @@ import {
   HartError,
   type OnProgress,
   type ProgressEvent,
+  resolveDevice,
   type Session,
   type SessionOptions,
   type StateDict,
@@ -61,6 +62,12 @@ export interface HartTransformerOptions {
   dtype?: "float32" | "float16";
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
+  /**
+   * Keep the KV cache in device memory between scales (default true on `webgpu`, the only device where
+   * onnxruntime-node leaves outputs on the device; an error elsewhere). The blocks then return the whole updated
+   * cache, which stays a WebGPU buffer; `false` keeps it in host memory and uploads it every scale.
+   */
+  kvCacheOnDevice?: boolean;
   /** Overrides the scale schedule `patch_nums` (research, e.g. a shorter one); the quantizer must use the same. */
   patchNums?: readonly number[];
   /** Extra onnxruntime session options for every graph. */
@@ -100,6 +107,8 @@ export interface CompiledTransformer {
   posEmbed?: Tensor<"float32">;
   /** Options every session was created with (for graphs compiled later). */
   sessionDefaults: SessionOptions;
+  /** Whether the blocks leave `presentK`/`presentV` on the device (see {@link HartTransformerOptions.kvCacheOnDevice}). */
+  kvOnDevice: boolean;
   /** The graph form of the graphs around the blocks (float32). */
   form: GraphForm;
   /** The graph form of the blocks (the form's precision is the KV cache's dtype). */
@@ -167,11 +176,19 @@ export async function compileTransformer(
   if (blockForm.precision !== "float32" && cfg.attnType !== "llama") {
     throw new HartError("unsupported", `unsupported: dtype=${options.dtype} with attn_type=${cfg.attnType}`);
   }
+  const device = resolveDevice(sessionDefaults.device);
+  const kvOnDevice = options.kvCacheOnDevice ?? device === "webgpu";
+  if (kvOnDevice && device !== "webgpu") {
+    throw new HartError(
+      "unsupported",
+      `unsupported: kvCacheOnDevice on device "${device}": onnxruntime-node keeps outputs on the device only with "webgpu"`,
+    );
+  }
   const modulated = blocksAreModulated(cfg);
   const total = cfg.depth + 5 + (cfg.useTimestepEmbed ? 1 : 0);
   let done = 0;
-  const compile = async (graph: string, build: () => BuiltModel) => {
-    const session = await createSession(build(), { ...sessionDefaults, label: `hart transformer ${graph}` });
+  const compile = async (graph: string, build: () => BuiltModel, extra: SessionOptions = {}) => {
+    const session = await createSession(build(), { ...sessionDefaults, ...extra, label: `hart transformer ${graph}` });
     const step = ++done;
     const event: ARLoadProgressEvent = {
       stage: "ar:load",
@@ -291,7 +308,11 @@ export async function compileTransformer(
       ffn,
       l2Scale,
     };
-    blocks.push(await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated, blockForm)));
+    blocks.push(
+      await compile(`block ${i}`, () => buildBlockGraph(cfg, i, bw, modulated, blockForm, kvOnDevice), {
+        deviceOutputs: kvOnDevice ? ["presentK", "presentV"] : undefined,
+      }),
+    );
   }
   const head = await compile("head", () =>
     buildHeadGraph(
@@ -327,5 +348,6 @@ export async function compileTransformer(
     sessionDefaults,
     form,
     blockForm,
+    kvOnDevice,
   };
 }

@@ -6,11 +6,13 @@
  * next-scale input, and the last scale's conditioning for the residual diffusion.
  */
 import {
+  type AnyTensor,
   type BuiltModel,
   createSession,
   emitProgress,
   type GraphForm,
   HartError,
+  isDeviceTensor,
   kvLayoutOf,
   type OnProgress,
   readConfig,
@@ -31,7 +33,7 @@ import {
 } from "./compile";
 import { type HartTransformerConfig, headDim, parseConfig } from "./config";
 import { buildFilterGraph, buildGumbelGraph } from "./graphs/sampling";
-import { KVCache } from "./kv-cache";
+import { DeviceKVCache, KVCache, type KVStore } from "./kv-cache";
 import { type ScaleStep, scalePlan } from "./plan";
 import { contextPositions, imagePositions, ropeExponents } from "./positions";
 import {
@@ -76,6 +78,8 @@ export class HartTransformer implements Transformer {
   private readonly sessionDefaults: SessionOptions;
   /** The graph form the blocks were built in (fused on CUDA; its precision is the KV cache's). */
   private readonly blockForm: GraphForm;
+  /** Whether the KV cache stays in device memory (WebGPU). */
+  private readonly kvOnDevice: boolean;
 
   private constructor(
     config: HartTransformerConfig,
@@ -91,6 +95,7 @@ export class HartTransformer implements Transformer {
     this.posEmbed = compiled.posEmbed;
     this.sessionDefaults = compiled.sessionDefaults;
     this.blockForm = compiled.blockForm;
+    this.kvOnDevice = compiled.kvOnDevice;
   }
 
   private lazy = new Map<string, Promise<Session>>();
@@ -198,7 +203,7 @@ export class HartTransformer implements Transformer {
     x: Tensor<"float32">,
     rope: { cos: Tensor; sin: Tensor } | undefined,
     blockMods: Tensor<"float32"> | undefined,
-    cache: KVCache,
+    cache: KVStore,
     store: boolean,
     signal: AbortSignal | undefined,
     trace: ((name: string, value: Tensor) => void) | undefined,
@@ -209,7 +214,7 @@ export class HartTransformer implements Transformer {
     for (let i = 0; i < this.sessions.blocks.length; i++) {
       signal?.throwIfAborted();
       const past = cache.past(i);
-      const feeds: Record<string, Tensor> = { x, pastK: past.k, pastV: past.v };
+      const feeds: Record<string, AnyTensor> = { x, pastK: past.k, pastV: past.v };
       if (rope) {
         feeds.cos = rope.cos;
         feeds.sin = rope.sin;
@@ -218,9 +223,9 @@ export class HartTransformer implements Transformer {
         const n = N * 6 * C;
         feeds.mod = tensor("float32", [N, 6, C], blockMods.data.subarray(i * n, (i + 1) * n));
       }
-      const out = await this.sessions.blocks[i].run(feeds, store ? ["y", "k", "v"] : ["y"]);
-      if (store) cache.append(i, out.k, out.v);
-      x = out.y as Tensor<"float32">;
+      const out = await this.sessions.blocks[i].runWithDevice(feeds, store ? ["y", ...cache.outputs] : ["y"]);
+      if (store) cache.store(i, out.host, out.device);
+      x = out.host.y as Tensor<"float32">;
       trace?.(`s${si}.block${i}_out`, x);
     }
     return x;
@@ -238,7 +243,7 @@ export class HartTransformer implements Transformer {
     x: Tensor<"float32">,
     rope: { cos: Tensor; sin: Tensor } | undefined,
     blockMods: Tensor<"float32"> | undefined,
-    cache: KVCache,
+    cache: KVStore,
     signal: AbortSignal | undefined,
     trace: ((name: string, value: Tensor) => void) | undefined,
   ): Promise<Tensor<"float32">> {
@@ -254,11 +259,14 @@ export class HartTransformer implements Transformer {
     for (let i = 0; i < this.sessions.blocks.length; i++) {
       signal?.throwIfAborted();
       const past = cache.past(i);
+      if (isDeviceTensor(past.k) || isDeviceTensor(past.v)) {
+        throw new HartError("internal", "the first scale found a KV cache already on the device");
+      }
       const run = (xs: Tensor<"float32">, r: typeof rope, from: number) => {
         const feeds: Record<string, Tensor> = {
           x: xs,
-          pastK: rowsOf(past.k, from, from + B),
-          pastV: rowsOf(past.v, from, from + B),
+          pastK: rowsOf(past.k as Tensor, from, from + B),
+          pastV: rowsOf(past.v as Tensor, from, from + B),
         };
         if (r) {
           feeds.cos = r.cos;
@@ -394,188 +402,197 @@ export class HartTransformer implements Transformer {
     }
     const capacity =
       T + pns.slice(1, SN - 1).reduce((a, p) => a + p * p, 0) + iterSizes.slice(0, -1).reduce((a, n) => a + n, 0);
-    const cache =
-      kvLayoutOf(this.blockForm) === "heads"
+    const heads = kvLayoutOf(this.blockForm) === "heads";
+    const cache: KVStore = this.kvOnDevice
+      ? new DeviceKVCache(cfg.depth, heads ? [N, cfg.numHeads] : [N], heads ? hd : C, this.blockForm.precision)
+      : heads
         ? new KVCache(cfg.depth, N, hd, capacity, cfg.numHeads, this.blockForm.precision)
         : new KVCache(cfg.depth, N, C, capacity);
-
-    const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {
-      if (!this.sessions.rope) return undefined;
-      const out = await this.sessions.rope.run({ pos, expo: ropeExponents(hd, stride) });
-      return { cos: out.cos, sin: out.sin };
-    };
-    const headRun = async (x: Tensor<"float32">, t: number) => {
-      const out = await this.sessions.head.run(
-        {
-          x,
-          headMod,
-          cfgA: tensor("float32", [1], Float32Array.of(1 + t)),
-          cfgB: tensor("float32", [1], Float32Array.of(t)),
-        },
-        trace ? ["logits", "guided"] : ["guided"],
-      );
-      return { logits: out.logits, guided: out.guided as Tensor<"float32"> };
-    };
-    const filterSession = await this.lazySession(topP > 0 ? "filter-topp" : "filter", () =>
-      buildFilterGraph(V, topP > 0),
-    );
-    /** Samples codes from guided logits; returns codes and their embeddings `[B, l, Cvae]` (soft when smooth). */
-    const sampleScale = async (step: ScaleStep, guided: Tensor<"float32">, positions: readonly Int32Array[]) => {
-      const { si } = step;
-      const l = guided.shape[1];
-      const { filteredBLV, probsBLV } = await filterLogits(filterSession, guided, step.topK, topP);
-      const idx = await sampler.sample({ si, filteredBLV, probsBLV, positions, random });
-      if (idx.dtype !== "int64" || idx.shape[0] !== B || idx.shape[1] !== l) {
-        throw new HartError(
-          "sampling",
-          `the token sampler returned ${idx.dtype} [${idx.shape}] for scale ${si}, expected int64 [${B}, ${l}]`,
+    // device memory is freed however the generation ends
+    try {
+      const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {
+        if (!this.sessions.rope) return undefined;
+        const out = await this.sessions.rope.run({ pos, expo: ropeExponents(hd, stride) });
+        return { cos: out.cos, sin: out.sin };
+      };
+      const headRun = async (x: Tensor<"float32">, t: number) => {
+        const out = await this.sessions.head.run(
+          {
+            x,
+            headMod,
+            cfgA: tensor("float32", [1], Float32Array.of(1 + t)),
+            cfgB: tensor("float32", [1], Float32Array.of(t)),
+          },
+          trace ? ["logits", "guided"] : ["guided"],
         );
-      }
-      const codes = new Float32Array(B * l * Cvae);
-      for (let r = 0; r < B * l; r++) {
-        const c = Number(idx.data[r]);
-        if (!(c >= 0 && c < V))
-          throw new HartError("sampling", `the token sampler returned code ${c} at scale ${si} (V = ${V})`);
-        codes.set(codebook.subarray(c * Cvae, (c + 1) * Cvae), r * Cvae);
-      }
-      let h = tensor("float32", [B, l, Cvae], codes);
-      if (smooth) {
-        const gumbel = await this.lazySession("gumbel", () => buildGumbelGraph(this.quantizer.codebook));
-        const out = await gumbel.run({
-          filtered: filteredBLV,
-          gumbel: random.gumbel([B, l, V]),
-          scale: tensor("float32", [1], Float32Array.of(step.gumbelLogitScale)),
-          tau: tensor("float32", [1], Float32Array.of(step.gumbelTau)),
-        });
-        h = out.h as Tensor<"float32">;
-      }
-      return { idx, h, codes: tensor("float32", [B, l, Cvae], codes) };
-    };
-
-    const indices: Tensor<"int64">[] = [];
-    let fHat = zeros("float32", [B, Cvae, HW, HW]);
-    let x = pro.x0 as Tensor<"float32">;
-    trace?.("s0.x_in", x);
-    let begin = T;
-    for (let si = 0; si < SN - 1; si++) {
-      const started = performance.now();
-      const pn = pns[si];
-      const { t } = plan[si];
-      const positions = allPositions(B, pn * pn);
-      const pos = si === 0 ? contextPositions(posN, N, T, hd) : imagePositions(pn, HW, offsets, positions, hd);
-      const tables = await rope(pos, si === 0 ? 2 : 4);
-      const collapse =
-        si === 0 &&
-        !this.posEmbed &&
-        rowsRepeatFirstToken(x, B, N) &&
-        (!tables ||
-          (rowsRepeatFirstToken(tables.cos as Tensor<"float32">, B, N) &&
-            rowsRepeatFirstToken(tables.sin as Tensor<"float32">, B, N)));
-      x = collapse
-        ? await this.runFirstScaleCollapsed(x, tables, blockMods, cache, signal, trace)
-        : await this.runBlocks(x, tables, blockMods, cache, true, signal, trace, si);
-      // the first scale is sampled from the last context position only
-      const last = si === 0 ? lastToken(x) : x;
-      let { logits, guided } = await headRun(si === 0 && !trace ? last : x, t);
-      if (si === 0 && trace) guided = lastToken(guided);
-      if (logits) trace?.(`s${si}.logits`, logits);
-      trace?.(`s${si}.logits_cfg`, guided);
-      const { idx, h } = await sampleScale(plan[si], guided, positions);
-      indices.push(idx);
-      const hBChw = toBChw(h, pn);
-      trace?.(`s${si}.idx`, idx);
-      trace?.(`s${si}.h_BChw`, hBChw);
-      const next = await this.quantizer.nextScaleInput(si, fHat, hBChw);
-      fHat = next.fHatBCHW;
-      if (!next.nextBChw) throw new HartError("internal", `the quantizer returned no next input after scale ${si}`);
-      trace?.(`s${si}.f_hat`, fHat);
-      trace?.(`s${si}.next_map`, next.nextBChw);
-      const pnNext = pns[si + 1];
-      const embedded = await this.sessions.embed.run({
-        next: next.nextBChw,
-        lvl: this.levelInput(si + 1, begin, pnNext * pnNext),
-      });
-      begin += pnNext * pnNext;
-      x = embedded.x as Tensor<"float32">;
-      trace?.(`s${si + 1}.x_in`, x);
-      reportScale(options.onProgress, si, SN, si === 0 ? 1 : pn * pn, started);
-    }
-
-    // the last scale: the released code keeps the previous scale's ratio here
-    const started = performance.now();
-    const si = SN - 1;
-    const { t } = plan[si];
-    const lastIdx = new BigInt64Array(B * lastTokens);
-    const lastH = new Float32Array(B * lastTokens * Cvae);
-    const condAll = new Float32Array(N * lastTokens * C);
-    const discreteAll = trace ? new Float32Array(B * lastTokens * C) : undefined;
-    const orders = iters > 1 ? maskgitOrders(random, B, lastTokens) : undefined;
-    if (orders && trace) {
-      const all = new BigInt64Array(B * lastTokens);
-      for (const [b, order] of orders.entries())
-        for (let j = 0; j < lastTokens; j++) all[b * lastTokens + j] = BigInt(order[j]);
-      trace("last.orders", tensor("int64", [B, lastTokens], all));
-    }
-    let masked = lastTokens;
-    for (let step = 0; step < iters; step++) {
-      signal?.throwIfAborted();
-      const count = iterSizes[step];
-      const keep = masked - count;
-      const positions = orders
-        ? orders.map((order) => Int32Array.from(order.subarray(keep, masked)).sort())
-        : allPositions(B, lastTokens);
-      masked = keep;
-      const xs = orders ? gatherTokens(x, positions) : x;
-      const pos = imagePositions(HW, HW, offsets, positions, hd);
-      const hidden = await this.runBlocks(
-        xs,
-        await rope(pos, 4),
-        blockMods,
-        cache,
-        step < iters - 1,
-        signal,
-        trace,
-        si,
+        return { logits: out.logits, guided: out.guided as Tensor<"float32"> };
+      };
+      const filterSession = await this.lazySession(topP > 0 ? "filter-topp" : "filter", () =>
+        buildFilterGraph(V, topP > 0),
       );
-      const { logits, guided } = await headRun(hidden, t);
-      const name = iters === 1 ? `s${si}` : `s${si}.iter${step}`;
-      if (logits) trace?.(`${name}.logits`, logits);
-      trace?.(`${name}.logits_cfg`, guided);
-      const { idx, h, codes } = await sampleScale(plan[si], guided, positions);
-      const cond = await this.sessions.cond.run({ hidden, codes }, trace ? ["cond", "discrete"] : ["cond"]);
-      // scatter this iteration's tokens to their grid positions
-      const condData = cond.cond.data as Float32Array;
-      for (let n = 0; n < N; n++) {
-        const b = n % B;
-        for (let j = 0; j < count; j++) {
-          const p = positions[b][j];
-          condAll.set(condData.subarray((n * count + j) * C, (n * count + j + 1) * C), (n * lastTokens + p) * C);
-          if (n < B) {
-            lastIdx[b * lastTokens + p] = idx.data[b * count + j];
-            lastH.set(h.data.subarray((b * count + j) * Cvae, (b * count + j + 1) * Cvae), (b * lastTokens + p) * Cvae);
-            if (discreteAll) {
-              const d = cond.discrete.data as Float32Array;
-              discreteAll.set(d.subarray((b * count + j) * C, (b * count + j + 1) * C), (b * lastTokens + p) * C);
+      /** Samples codes from guided logits; returns codes and their embeddings `[B, l, Cvae]` (soft when smooth). */
+      const sampleScale = async (step: ScaleStep, guided: Tensor<"float32">, positions: readonly Int32Array[]) => {
+        const { si } = step;
+        const l = guided.shape[1];
+        const { filteredBLV, probsBLV } = await filterLogits(filterSession, guided, step.topK, topP);
+        const idx = await sampler.sample({ si, filteredBLV, probsBLV, positions, random });
+        if (idx.dtype !== "int64" || idx.shape[0] !== B || idx.shape[1] !== l) {
+          throw new HartError(
+            "sampling",
+            `the token sampler returned ${idx.dtype} [${idx.shape}] for scale ${si}, expected int64 [${B}, ${l}]`,
+          );
+        }
+        const codes = new Float32Array(B * l * Cvae);
+        for (let r = 0; r < B * l; r++) {
+          const c = Number(idx.data[r]);
+          if (!(c >= 0 && c < V))
+            throw new HartError("sampling", `the token sampler returned code ${c} at scale ${si} (V = ${V})`);
+          codes.set(codebook.subarray(c * Cvae, (c + 1) * Cvae), r * Cvae);
+        }
+        let h = tensor("float32", [B, l, Cvae], codes);
+        if (smooth) {
+          const gumbel = await this.lazySession("gumbel", () => buildGumbelGraph(this.quantizer.codebook));
+          const out = await gumbel.run({
+            filtered: filteredBLV,
+            gumbel: random.gumbel([B, l, V]),
+            scale: tensor("float32", [1], Float32Array.of(step.gumbelLogitScale)),
+            tau: tensor("float32", [1], Float32Array.of(step.gumbelTau)),
+          });
+          h = out.h as Tensor<"float32">;
+        }
+        return { idx, h, codes: tensor("float32", [B, l, Cvae], codes) };
+      };
+
+      const indices: Tensor<"int64">[] = [];
+      let fHat = zeros("float32", [B, Cvae, HW, HW]);
+      let x = pro.x0 as Tensor<"float32">;
+      trace?.("s0.x_in", x);
+      let begin = T;
+      for (let si = 0; si < SN - 1; si++) {
+        const started = performance.now();
+        const pn = pns[si];
+        const { t } = plan[si];
+        const positions = allPositions(B, pn * pn);
+        const pos = si === 0 ? contextPositions(posN, N, T, hd) : imagePositions(pn, HW, offsets, positions, hd);
+        const tables = await rope(pos, si === 0 ? 2 : 4);
+        const collapse =
+          si === 0 &&
+          !this.posEmbed &&
+          rowsRepeatFirstToken(x, B, N) &&
+          (!tables ||
+            (rowsRepeatFirstToken(tables.cos as Tensor<"float32">, B, N) &&
+              rowsRepeatFirstToken(tables.sin as Tensor<"float32">, B, N)));
+        x = collapse
+          ? await this.runFirstScaleCollapsed(x, tables, blockMods, cache, signal, trace)
+          : await this.runBlocks(x, tables, blockMods, cache, true, signal, trace, si);
+        // the first scale is sampled from the last context position only
+        const last = si === 0 ? lastToken(x) : x;
+        let { logits, guided } = await headRun(si === 0 && !trace ? last : x, t);
+        if (si === 0 && trace) guided = lastToken(guided);
+        if (logits) trace?.(`s${si}.logits`, logits);
+        trace?.(`s${si}.logits_cfg`, guided);
+        const { idx, h } = await sampleScale(plan[si], guided, positions);
+        indices.push(idx);
+        const hBChw = toBChw(h, pn);
+        trace?.(`s${si}.idx`, idx);
+        trace?.(`s${si}.h_BChw`, hBChw);
+        const next = await this.quantizer.nextScaleInput(si, fHat, hBChw);
+        fHat = next.fHatBCHW;
+        if (!next.nextBChw) throw new HartError("internal", `the quantizer returned no next input after scale ${si}`);
+        trace?.(`s${si}.f_hat`, fHat);
+        trace?.(`s${si}.next_map`, next.nextBChw);
+        const pnNext = pns[si + 1];
+        const embedded = await this.sessions.embed.run({
+          next: next.nextBChw,
+          lvl: this.levelInput(si + 1, begin, pnNext * pnNext),
+        });
+        begin += pnNext * pnNext;
+        x = embedded.x as Tensor<"float32">;
+        trace?.(`s${si + 1}.x_in`, x);
+        reportScale(options.onProgress, si, SN, si === 0 ? 1 : pn * pn, started);
+      }
+
+      // the last scale: the released code keeps the previous scale's ratio here
+      const started = performance.now();
+      const si = SN - 1;
+      const { t } = plan[si];
+      const lastIdx = new BigInt64Array(B * lastTokens);
+      const lastH = new Float32Array(B * lastTokens * Cvae);
+      const condAll = new Float32Array(N * lastTokens * C);
+      const discreteAll = trace ? new Float32Array(B * lastTokens * C) : undefined;
+      const orders = iters > 1 ? maskgitOrders(random, B, lastTokens) : undefined;
+      if (orders && trace) {
+        const all = new BigInt64Array(B * lastTokens);
+        for (const [b, order] of orders.entries())
+          for (let j = 0; j < lastTokens; j++) all[b * lastTokens + j] = BigInt(order[j]);
+        trace("last.orders", tensor("int64", [B, lastTokens], all));
+      }
+      let masked = lastTokens;
+      for (let step = 0; step < iters; step++) {
+        signal?.throwIfAborted();
+        const count = iterSizes[step];
+        const keep = masked - count;
+        const positions = orders
+          ? orders.map((order) => Int32Array.from(order.subarray(keep, masked)).sort())
+          : allPositions(B, lastTokens);
+        masked = keep;
+        const xs = orders ? gatherTokens(x, positions) : x;
+        const pos = imagePositions(HW, HW, offsets, positions, hd);
+        const hidden = await this.runBlocks(
+          xs,
+          await rope(pos, 4),
+          blockMods,
+          cache,
+          step < iters - 1,
+          signal,
+          trace,
+          si,
+        );
+        const { logits, guided } = await headRun(hidden, t);
+        const name = iters === 1 ? `s${si}` : `s${si}.iter${step}`;
+        if (logits) trace?.(`${name}.logits`, logits);
+        trace?.(`${name}.logits_cfg`, guided);
+        const { idx, h, codes } = await sampleScale(plan[si], guided, positions);
+        const cond = await this.sessions.cond.run({ hidden, codes }, trace ? ["cond", "discrete"] : ["cond"]);
+        // scatter this iteration's tokens to their grid positions
+        const condData = cond.cond.data as Float32Array;
+        for (let n = 0; n < N; n++) {
+          const b = n % B;
+          for (let j = 0; j < count; j++) {
+            const p = positions[b][j];
+            condAll.set(condData.subarray((n * count + j) * C, (n * count + j + 1) * C), (n * lastTokens + p) * C);
+            if (n < B) {
+              lastIdx[b * lastTokens + p] = idx.data[b * count + j];
+              lastH.set(
+                h.data.subarray((b * count + j) * Cvae, (b * count + j + 1) * Cvae),
+                (b * lastTokens + p) * Cvae,
+              );
+              if (discreteAll) {
+                const d = cond.discrete.data as Float32Array;
+                discreteAll.set(d.subarray((b * count + j) * C, (b * count + j + 1) * C), (b * lastTokens + p) * C);
+              }
             }
           }
         }
       }
+      const lastIndices = tensor("int64", [B, lastTokens], lastIdx);
+      indices.push(lastIndices);
+      const lastHBLC = tensor("float32", [B, lastTokens, Cvae], lastH);
+      trace?.(`s${si}.idx`, lastIndices);
+      trace?.("last.h", lastHBLC);
+      if (discreteAll) trace?.("last.discrete_cond", tensor("float32", [B, lastTokens, C], discreteAll));
+      trace?.("last.stage_cond", tensor("float32", [N, lastTokens, C], condAll));
+      reportScale(options.onProgress, si, SN, lastTokens, started);
+      return {
+        indices,
+        fHatBCHW: fHat,
+        lastHBLC,
+        diffusionCond: tensor("float32", [N * lastTokens, C], condAll),
+        lastCfg: t,
+      };
+    } finally {
+      cache.release();
     }
-    const lastIndices = tensor("int64", [B, lastTokens], lastIdx);
-    indices.push(lastIndices);
-    const lastHBLC = tensor("float32", [B, lastTokens, Cvae], lastH);
-    trace?.(`s${si}.idx`, lastIndices);
-    trace?.("last.h", lastHBLC);
-    if (discreteAll) trace?.("last.discrete_cond", tensor("float32", [B, lastTokens, C], discreteAll));
-    trace?.("last.stage_cond", tensor("float32", [N, lastTokens, C], condAll));
-    reportScale(options.onProgress, si, SN, lastTokens, started);
-    return {
-      indices,
-      fHatBCHW: fHat,
-      lastHBLC,
-      diffusionCond: tensor("float32", [N * lastTokens, C], condAll),
-      lastCfg: t,
-    };
   }
 
   /** Frees every onnxruntime session. The transformer cannot be used afterwards. */

@@ -2,8 +2,9 @@
  * One transformer block (`AdaLNSelfAttn`) as a graph that runs every scale:
  * the new tokens of the scale attend to the cached keys/values of all earlier
  * tokens (fed in as `pastK`/`pastV`) and to themselves. The block returns its
- * output and the new tokens' keys/values; the cache itself stays in
- * TypeScript (outputs are copied by onnxruntime, inputs are not).
+ * output and the new tokens' keys/values, which the caller appends to a cache
+ * in TypeScript (outputs are copied by onnxruntime, inputs are not), or the
+ * whole updated cache, which stays on the device with WebGPU.
  */
 import {
   addRmsNorm,
@@ -123,7 +124,8 @@ function modulate(g: GraphBuilder, form: GraphForm, h: Value, mod?: { scale: Val
  * (`sin` already sign-flipped on its first half); when the blocks are
  * modulated `mod` `[N, 6, C]` (gamma1, gamma2, scale1, scale2, shift1,
  * shift2); `pastK`/`pastV` (P may be 0).
- * Outputs: `y` `[N, l, C]` and the KV cache update `k`/`v` (after RoPE).
+ * Outputs: `y` `[N, l, C]`, the KV cache update `k`/`v` (after RoPE) and, with `presentOutputs`, the updated
+ * cache `presentK`/`presentV` (`pastK` with `k` appended: what a cache kept on the device feeds back next scale).
  *
  * The plain form (CPU) takes `pastK`/`pastV` as `[N, P, C]` and returns this scale's keys/values `[N, l, C]`, which
  * the caller appends. The fused form (CUDA) uses `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`
@@ -139,6 +141,7 @@ export function buildBlockGraph(
   w: BlockWeights,
   modulated: boolean,
   form: GraphForm = PLAIN_FORM,
+  presentOutputs = false,
 ): BuiltModel {
   if (form.precision !== "float32" && cfg.attnType !== "llama") {
     throw new HartError("unsupported", `unsupported: ${form.precision} blocks with attn_type=${cfg.attnType}`);
@@ -227,5 +230,12 @@ export function buildBlockGraph(
   const kvShape = heads ? ["N", H, "l", hd] : ["N", "l", C];
   g.output(att.k, "k", form.precision, kvShape);
   g.output(att.v, "v", form.precision, kvShape);
+  // the whole updated cache, for a cache kept on the device (the attention computes it anyway; the host path
+  // keeps the graph it always had)
+  const presentShape = heads ? ["N", H, "T", hd] : ["N", "T", C];
+  if (presentOutputs && att.presentK && att.presentV) {
+    g.output(att.presentK, "presentK", form.precision, presentShape);
+    g.output(att.presentV, "presentV", form.precision, presentShape);
+  }
   return g.build();
 }
