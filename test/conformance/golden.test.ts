@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { runners } from "./cases/index";
-import { CaseContext, findGoldenSets, GOLDEN_DIR } from "./harness";
+import { CaseContext, findGoldenSets, GOLDEN_DIR, TARGET } from "./harness";
 
 const sets = findGoldenSets();
 const summary: string[] = [];
@@ -39,6 +39,8 @@ describe("golden conformance", () => {
   }
 
   afterAll(() => {
-    console.log(`\ngolden conformance summary (${GOLDEN_DIR}):\n${summary.sort().join("\n")}`);
+    console.log(
+      `\ngolden conformance summary (${GOLDEN_DIR}; ${TARGET.device}, ${TARGET.dtype}${TARGET.graphFlavour ? `, ${TARGET.graphFlavour}` : ""}):\n${summary.sort().join("\n")}`,
+    );
   });
 });

@@ -9,7 +9,7 @@ import { HartTransformer, scalePlan } from "@hart/ar";
 import { type Tensor, tensor } from "@hart/core";
 import { ReplayNoise, ResidualDiffusion } from "@hart/residual-diffusion";
 import { HartTokenizer } from "@hart/tokenizer";
-import type { CaseContext, CompareOptions } from "../harness";
+import { type CaseContext, type CompareOptions, TARGET, targetOptions } from "../harness";
 
 interface Stage {
   si: number;
@@ -26,9 +26,7 @@ function scalar(ctx: CaseContext, label: string, actual: number, expected: numbe
     label,
     tensor("float64", [1], Float64Array.of(actual)),
     tensor("float64", [1], Float64Array.of(expected)),
-    {
-      rtol: 1e-12,
-    },
+    { rtol: 1e-12, host: true },
   );
 }
 
@@ -49,8 +47,13 @@ export async function runArCase(ctx: CaseContext, smooth: boolean): Promise<void
     : { rtol: 1e-4, atol: 1e-4, rtolElem: 1e-4 };
   const SN = j.patch_nums.length;
 
-  const tokenizer = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"));
-  const transformer = await HartTransformer.fromPretrained(join(ctx.set.dir, "llm"), tokenizer.quantizer);
+  const tokenizer = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"), {
+    ...targetOptions,
+  });
+  const transformer = await HartTransformer.fromPretrained(join(ctx.set.dir, "llm"), tokenizer.quantizer, {
+    ...targetOptions,
+    dtype: TARGET.dtype,
+  });
   try {
     // the per-scale scalars (guidance, top-k, Gumbel) against the reference's
     const plan = scalePlan(transformer.patchNums, j.cfg);
@@ -113,7 +116,7 @@ export async function runArCase(ctx: CaseContext, smooth: boolean): Promise<void
     scalar(ctx, "lastCfg", result.lastCfg, j.diffusion.cfg);
 
     // residual diffusion with the reference's noise, then the final latent and image
-    const diffusion = await ResidualDiffusion.fromPretrained(join(ctx.set.dir, "llm"));
+    const diffusion = await ResidualDiffusion.fromPretrained(join(ctx.set.dir, "llm"), targetOptions);
     const out = await diffusion.sample(result.diffusionCond, {
       cfg: result.lastCfg,
       temperature: j.diffusion.temperature,

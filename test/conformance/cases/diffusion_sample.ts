@@ -13,7 +13,7 @@ import {
   type SampleStep,
   timestepEmbedding,
 } from "@hart/residual-diffusion";
-import type { CaseContext, CaseRunner } from "../harness";
+import { type CaseContext, type CaseRunner, targetOptions } from "../harness";
 
 const SCHEDULE_KEYS: Record<string, keyof DiffusionSchedule> = {
   betas: "betas",
@@ -83,6 +83,7 @@ async function checkRun(ctx: CaseContext, diffusion: ResidualDiffusion, prefix: 
 export const diffusionSample: CaseRunner = async (ctx) => {
   const schedule = ctx.json.schedule as Record<string, unknown> & { num_sampling_steps: string; sampler: string };
   const diffusion = await ResidualDiffusion.fromPretrained(join(ctx.set.dir, "llm"), {
+    ...targetOptions,
     useEma: true,
     scheduler: schedule.sampler as "iddpm",
     numSamplingSteps: schedule.num_sampling_steps,
@@ -90,7 +91,11 @@ export const diffusionSample: CaseRunner = async (ctx) => {
   try {
     // One SimpleMLPAdaLN.forward at the recorded timesteps.
     const t = Array.from(ctx.ref("mlp.t").data as BigInt64Array, Number);
-    ctx.compare("mlp.t_freq", timestepEmbedding(t), "mlp.t_freq", { atol: 1e-4, rtolElem: 1e-4 });
+    ctx.compare("mlp.t_freq", timestepEmbedding(t), "mlp.t_freq", {
+      atol: 1e-4,
+      rtolElem: 1e-4,
+      host: true,
+    });
     const mlpOut = await diffusion.net.forward(
       ctx.ref("mlp.x") as Tensor<"float32">,
       t,
@@ -100,13 +105,17 @@ export const diffusionSample: CaseRunner = async (ctx) => {
 
     // The respaced float64 schedule: timestep map and betas bit-exact, the rest to float64 rounding.
     const sched = (diffusion.scheduler as unknown as { schedule: DiffusionSchedule }).schedule;
-    ctx.compare("schedule.timestep_map", ints(sched.timestepMap), "schedule.timestep_map", { exact: true });
+    ctx.compare("schedule.timestep_map", ints(sched.timestepMap), "schedule.timestep_map", {
+      exact: true,
+      host: true,
+    });
     for (const [key, field] of Object.entries(SCHEDULE_KEYS)) {
       const values = sched[field] as Float64Array;
       const exact = key === "betas";
       ctx.compare(`schedule.${key}`, tensor("float64", [values.length], values), `schedule.${key}`, {
         exact,
         rtol: 1e-14,
+        host: true,
       });
     }
 

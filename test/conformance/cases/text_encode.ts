@@ -8,10 +8,13 @@
 import { join } from "node:path";
 import type { Tensor } from "@hart/core";
 import { Qwen2TextEncoder } from "@hart/text-encoder";
-import type { CaseRunner } from "../harness";
+import { type CaseRunner, TARGET, targetOptions } from "../harness";
 
 export const textEncode: CaseRunner = async (ctx) => {
-  const encoder = await Qwen2TextEncoder.fromPretrained(join(ctx.set.dir, "text_model"));
+  const encoder = await Qwen2TextEncoder.fromPretrained(join(ctx.set.dir, "text_model"), {
+    ...targetOptions,
+    dtype: TARGET.dtype,
+  });
   try {
     const padId = Number(ctx.json.pad_id);
     const ids = ctx.ref("input_ids") as Tensor<"int64">;

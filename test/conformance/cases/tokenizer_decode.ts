@@ -5,14 +5,17 @@
 import { join } from "node:path";
 import type { Tensor } from "@hart/core";
 import { HartTokenizer } from "@hart/tokenizer";
-import type { CaseRunner } from "../harness";
+import { type CaseRunner, targetOptions } from "../harness";
 import { FLOAT_TOL, TOKENIZER_WEIGHT_FILES } from "./tokenizer_encode";
 
 /** Runs the case from `model.safetensors` and from `pytorch_model.bin`. */
 export const tokenizerDecode: CaseRunner = async (ctx) => {
   for (const file of TOKENIZER_WEIGHT_FILES) {
     const tag = file.endsWith(".bin") ? "bin" : "st";
-    const tok = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"), { weightsFile: file });
+    const tok = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"), {
+      weightsFile: file,
+      ...targetOptions,
+    });
     try {
       const SN = tok.quantizer.patchNums.length;
       const indices = Array.from({ length: SN }, (_, si) => ctx.ref(`idx_s${si}`) as Tensor<"int64">);

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { type Tensor, tensor, zeros } from "@hart/core";
 import { HartTokenizer, phiTicks } from "@hart/tokenizer";
-import type { CaseContext, CaseRunner } from "../harness";
+import { type CaseContext, type CaseRunner, targetOptions } from "../harness";
 
 /** Both official weight files: every case must pass from each. */
 export const TOKENIZER_WEIGHT_FILES = ["model.safetensors", "pytorch_model.bin"] as const;
@@ -34,7 +34,10 @@ function toBLC(t: Tensor<"float32">): Tensor<"float32"> {
 
 async function runFrom(ctx: CaseContext, file: string): Promise<void> {
   const tag = file.endsWith(".bin") ? "bin" : "st";
-  const tok = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"), { weightsFile: file });
+  const tok = await HartTokenizer.fromPretrained(join(ctx.set.dir, "tokenizer"), {
+    weightsFile: file,
+    ...targetOptions,
+  });
   try {
     const q = tok.quantizer;
     const SN = q.patchNums.length;
@@ -49,7 +52,7 @@ async function runFrom(ctx: CaseContext, file: string): Promise<void> {
       `[${tag}] phi_ticks`,
       tensor("float64", [ticks.length], Float64Array.from(ticks)),
       tensor("float64", [ctx.json.phi_ticks.length], Float64Array.from(ctx.json.phi_ticks)),
-      { exact: true },
+      { exact: true, host: true },
     );
 
     const enc = await tok.encode(ctx.ref("image") as Tensor<"float32">);
