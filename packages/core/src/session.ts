@@ -15,7 +15,8 @@ export type Device = "cpu" | "cuda" | "webgpu";
 
 /**
  * A device request: a {@link Device}, or `"auto"` for the first usable GPU device
- * (`cuda`, then `webgpu`, as the registered {@link DeviceProbe} says) and `cpu` otherwise.
+ * (`cuda`, then `webgpu`, as the registered {@link DeviceProbe} says; not a software WebGPU adapter) and `cpu`
+ * otherwise.
  */
 export type DeviceChoice = Device | "auto";
 
@@ -99,7 +100,17 @@ export interface ResolvedSessionOptions {
  * registers the CUDA probe here; without one, asking for `cuda` fails with a
  * clear message instead of a provider error deep inside onnxruntime.
  */
-export type DeviceProbe = (device: Device) => { usable: boolean; reason?: string };
+export type DeviceProbe = (device: Device) => DeviceVerdict;
+
+/** A {@link DeviceProbe}'s answer for one device. */
+export interface DeviceVerdict {
+  /** Whether sessions on the device are expected to work. */
+  usable: boolean;
+  /** Why not (when not usable). */
+  reason?: string;
+  /** Whether `"auto"` may pick it (default: when usable); false e.g. for a software WebGPU adapter. */
+  autoSelect?: boolean;
+}
 
 let deviceProbe: DeviceProbe | undefined;
 
@@ -108,7 +119,7 @@ export function setDeviceProbe(probe: DeviceProbe | undefined): void {
   deviceProbe = probe;
 }
 
-function verdictFor(device: Device): { usable: boolean; reason?: string } {
+function verdictFor(device: Device): DeviceVerdict {
   if (device === "cpu") return { usable: true };
   return (
     deviceProbe?.(device) ?? {
@@ -135,7 +146,10 @@ export function assertDeviceUsable(device: Device): void {
  */
 export function resolveDevice(choice: DeviceChoice = "cpu"): Device {
   if (choice === "auto") {
-    for (const d of ["cuda", "webgpu"] as const) if (verdictFor(d).usable) return d;
+    for (const d of ["cuda", "webgpu"] as const) {
+      const verdict = verdictFor(d);
+      if (verdict.usable && verdict.autoSelect !== false) return d;
+    }
     return "cpu";
   }
   assertDeviceUsable(choice);

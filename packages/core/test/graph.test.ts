@@ -361,6 +361,10 @@ describe("session settings", () => {
       expect(resolveDevice("auto")).toBe("webgpu");
       expect(() => resolveDevice("cuda")).toThrow(/no driver/);
       expect(() => resolveDevice("tpu" as never)).toThrow(/unknown/);
+      // a software adapter works when asked for, but "auto" does not pick it
+      setDeviceProbe((d) => (d === "webgpu" ? { usable: true, autoSelect: false } : { usable: false }));
+      expect(resolveDevice("auto")).toBe("cpu");
+      expect(resolveDevice("webgpu")).toBe("webgpu");
     } finally {
       setDeviceProbe(undefined);
     }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import type { Device } from "@hart/core";
@@ -12,6 +12,11 @@ export interface ProviderReport {
   readonly usable: boolean;
   /** Why not, and what to do about it (set when `usable` is false). */
   readonly reason?: string;
+  /**
+   * Whether `device: "auto"` may pick it (default: when usable). False for WebGPU without a GPU device node: its
+   * adapter would be a software one (Mesa's llvmpipe), which works, but more slowly than the CPU provider.
+   */
+  readonly autoSelect?: boolean;
   /** Facts gathered on the way (library paths, versions). */
   readonly details: Readonly<Record<string, string>>;
 }
@@ -145,7 +150,24 @@ export function probeWebGpu(): ProviderReport {
       details,
     };
   }
-  return { device: "webgpu", usable: true, details };
+  if (process.platform !== "linux") return { device: "webgpu", usable: true, details };
+  const nodes = gpuDeviceNodes();
+  details.gpuDeviceNodes = nodes.length > 0 ? nodes.join(", ") : "none (a software adapter, e.g. llvmpipe, at most)";
+  return { device: "webgpu", usable: true, autoSelect: nodes.length > 0, details };
+}
+
+/** GPU device nodes (`/dev/dri/renderD*`, `/dev/nvidia<N>`): a hardware Vulkan adapter needs one. */
+function gpuDeviceNodes(): string[] {
+  const list = (dir: string, pattern: RegExp) => {
+    try {
+      return readdirSync(dir)
+        .filter((n) => pattern.test(n))
+        .map((n) => join(dir, n));
+    } catch {
+      return [];
+    }
+  };
+  return [...list("/dev/dri", /^renderD\d+$/), ...list("/dev", /^nvidia\d+$/)];
 }
 
 /** Everything `hart info --device` prints. */

@@ -21,7 +21,7 @@ function probe(device: Device): ProviderReport | undefined {
 export function registerGpuProviders(): void {
   setDeviceProbe((device) => {
     const report = probe(device);
-    return report ? { usable: report.usable, reason: report.reason } : { usable: true };
+    return report ? { usable: report.usable, reason: report.reason, autoSelect: report.autoSelect } : { usable: true };
   });
 }
 

@@ -1,8 +1,15 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { createSession, GraphBuilder, HartError, setDeviceProbe } from "@hart/core";
+import { createSession, GraphBuilder, HartError, resolveDevice, setDeviceProbe } from "@hart/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { describeDevices, onnxruntimeBinaryDir, probeCuda, registerGpuProviders, verifyDevice } from "../src/index";
+import {
+  describeDevices,
+  onnxruntimeBinaryDir,
+  probeCuda,
+  probeWebGpu,
+  registerGpuProviders,
+  verifyDevice,
+} from "../src/index";
 
 const tiny = () => {
   const g = new GraphBuilder("tiny");
@@ -45,6 +52,16 @@ describe("CUDA provisioning", () => {
     const report = await verifyDevice("webgpu");
     expect(report.device).toBe("webgpu");
     if (!report.usable) expect(report.reason).toBeTruthy();
+  });
+
+  it("lets device: 'auto' pick WebGPU only with a GPU device node (not a software adapter)", () => {
+    const report = probeWebGpu();
+    if (!report.usable) return; // no Vulkan loader: nothing to pick
+    const nodes = report.details.gpuDeviceNodes;
+    expect(nodes).toBeDefined();
+    expect(report.autoSelect).toBe(!nodes.startsWith("none"));
+    registerGpuProviders();
+    if (!probeCuda().usable) expect(resolveDevice("auto")).toBe(report.autoSelect ? "webgpu" : "cpu");
   });
 
   it("describes the devices for `hart info --device`", () => {
