@@ -1,26 +1,11 @@
-/**
- * Scale-loop bench: the release-shaped transformer (bench/release-config.json:
- * depth 24, width 1536, 24 heads, SwiGLU, 300 context tokens; V 4096, Cvae 32)
- * with random weights, B = 1 with classifier-free guidance, on CPU, for
- * shortened schedules ending at 16 and 32 (256 px / 512 px worth of tokens).
- * Each schedule runs in its own child process so its peak RSS is its own.
- * Prints time per scale, total, achieved GFLOP/s (flops.ts) next to
- * onnxruntime's plain MatMul rate measured here, and peak RSS next to
- * weights + KV cache.
- * Targets: ≥ 50 % of the MatMul rate; peak RSS ≤ 1.5 × (weights + KV cache).
- *
- *   npm run bench -w @hart/ar
- *   npm run bench -w @hart/ar -- --ends 16 --runs 1 --depth 4     # quick check
- *
- * Options: --ends 16,32 (last side of each schedule), --runs 2 (the last run
- * is timed), --threads N, --depth D (fewer blocks), --matmul 2048, --spin (let the
- * sessions' threads spin-wait, onnxruntime's default, which hart turns off).
- */
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { benchTensor, measureMatMulRate, memoryStats, runBenchChild, type Tensor, tensor } from "@hart/core";
-import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
-import { HartTransformer, parseConfig, randomTransformerStateDict } from "../src/index";
+import {
+  HartQuantizer,
+  parseTokenizerConfig,
+  RELEASE_TOKENIZER_CONFIG,
+  randomTokenizerStateDict,
+} from "@hart/tokenizer";
+import { HartTransformer, parseConfig, RELEASE_TRANSFORMER_CONFIG, randomTransformerStateDict } from "../src/index";
 import { scaleFlops } from "./flops";
 
 const args = process.argv.slice(2);
@@ -39,18 +24,13 @@ function schedule(release: number[], end: number): number[] {
 
 const randomTensor = (shape: number[], seed: number) => benchTensor(shape, seed);
 
-/** The released tokenizer's shape, shared with @hart/tokenizer's bench. */
-const releaseTokenizerConfig = JSON.parse(
-  readFileSync(fileURLToPath(new URL("../../tokenizer/bench/release-config.json", import.meta.url)), "utf8"),
-) as Record<string, unknown>;
-
 /** Child: one schedule; prints one JSON line. */
 async function child(end: number): Promise<void> {
-  const raw = JSON.parse(readFileSync(new URL("./release-config.json", import.meta.url), "utf8"));
+  const raw: Record<string, unknown> = { ...RELEASE_TRANSFORMER_CONFIG };
   if (args.includes("--depth")) raw.depth = Number(arg("depth", "24"));
-  const patchNums = schedule(raw.patch_nums, end);
-  const cfg = parseConfig(raw, "bench/release-config.json");
-  const tokConfig = parseTokenizerConfig({ ...releaseTokenizerConfig, v_patch_nums: patchNums });
+  const patchNums = schedule([...RELEASE_TRANSFORMER_CONFIG.patch_nums], end);
+  const cfg = parseConfig({ ...raw, patch_nums: patchNums }, "RELEASE_TRANSFORMER_CONFIG");
+  const tokConfig = parseTokenizerConfig({ ...RELEASE_TOKENIZER_CONFIG, v_patch_nums: patchNums });
   const tokSd = randomTokenizerStateDict(tokConfig, { parts: [] });
   const quantizer = HartQuantizer.fromWeights(
     tokConfig,

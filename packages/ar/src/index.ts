@@ -2,6 +2,7 @@ export type { ARLoadProgressEvent, HartTransformerLoadOptions, HartTransformerOp
 export * from "./config";
 export * from "./plan";
 export { type RandomTransformerWeightsOptions, randomTransformerStateDict } from "./random-weights";
+export { RELEASE_TRANSFORMER_CONFIG } from "./release";
 export * from "./sampling";
 export * from "./transformer";
 export * from "./types";

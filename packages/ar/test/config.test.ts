@@ -1,9 +1,7 @@
-/** config.json parsing: the golden sets' and the release's configs, derived sizes, and clear errors for what inference cannot do. */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HartError, readConfig } from "@hart/core";
 import { describe, expect, it } from "vitest";
-import { headDim, mlpHidden, parseConfig, readTransformerConfig } from "../src/index";
+import { headDim, mlpHidden, parseConfig, RELEASE_TRANSFORMER_CONFIG, readTransformerConfig } from "../src/index";
 
 const GOLDEN = process.env.HART_GOLDEN_DIR ?? join(import.meta.dirname, "../../../../shared/golden");
 const base = readConfig(join(GOLDEN, "release/llm"));
@@ -36,7 +34,7 @@ describe("parseConfig", () => {
   });
 
   it("rounds the SwiGLU width of the release shape like the reference", () => {
-    const raw = JSON.parse(readFileSync(join(import.meta.dirname, "../bench/release-config.json"), "utf8"));
+    const raw = { ...RELEASE_TRANSFORMER_CONFIG };
     const cfg = parseConfig(raw);
     expect(mlpHidden(cfg)).toBe(4096);
     expect(mlpHidden(parseConfig({ ...raw, embed_dim: 1024, num_heads: 16 }))).toBe(2816);

@@ -1,22 +1,5 @@
-/**
- * Tokenizer decode bench: decodes a 64×64×32 latent to a 1024×1024 image and a
- * 32×32 latent to 512×512 with the full-size tokenizer config (ch 160,
- * ch_mult 1,1,2,2,4, z 32, vocab 4096; random weights of the right shapes) on
- * CPU. Each size runs in its own child process so its peak RSS is its own.
- * Prints wall time, peak RSS and the achieved GFLOP/s (nominal decoder FLOPs,
- * see flops.ts) next to onnxruntime's plain MatMul rate (n×n×n, n = 2048) measured
- * in the same process right before and after the timed decode.
- * Targets: ≥ 50 % of the MatMul rate; peak RSS ≤ 4 GB for the 1024 px decode.
- *
- *   npm run bench -w @hart/tokenizer
- *   npx tsx bench/decode.ts --sides 32 --runs 1        # quick check
- *
- * Options: --sides 64,32 (latent sides), --runs 2 (the last one is timed),
- * --threads N, --attention mha|plain, --matmul 2048.
- */
-import { readFileSync } from "node:fs";
 import { benchTensor, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
-import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "../src/index";
+import { HartTokenizer, parseTokenizerConfig, RELEASE_TOKENIZER_CONFIG, randomTokenizerStateDict } from "../src/index";
 import { decoderFlops } from "./flops";
 
 const args = process.argv.slice(2);
@@ -29,10 +12,10 @@ const runs = Math.max(1, Number(arg("runs", "2")));
 const attention = arg("attention", "mha") as "mha" | "plain";
 const matmulSide = Number(arg("matmul", "2048"));
 
-/** The released tokenizer's shape (bench/release-config.json, shared with the other benches), latent side `side`. */
+/** The released tokenizer's shape ({@link RELEASE_TOKENIZER_CONFIG}), latent side `side`. */
 function fullSizeConfig(side: number) {
-  const raw = JSON.parse(readFileSync(new URL("./release-config.json", import.meta.url), "utf8"));
-  return parseTokenizerConfig({ ...raw, v_patch_nums: [...raw.v_patch_nums.filter((p: number) => p < side), side] });
+  const raw = RELEASE_TOKENIZER_CONFIG;
+  return parseTokenizerConfig({ ...raw, v_patch_nums: [...raw.v_patch_nums.filter((p) => p < side), side] });
 }
 
 /**

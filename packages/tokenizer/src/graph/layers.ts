@@ -5,7 +5,6 @@
  */
 import {
   attentionOf,
-  f,
   type GraphBuilder,
   type GraphForm,
   groupNormOf,
