@@ -11,17 +11,14 @@
  *
  *   npm run bench -w @hart/pipeline                  # ends 16,32; 1 warm-up + 2 timed runs
  *   npx tsx bench/e2e.ts --ends 16 --runs 1          # quick check
+ *   npx tsx bench/e2e.ts --ends 64 --device webgpu   # 1024 px on a GPU (--dtype float16 with fused forms)
  *
  * Each schedule runs in its own child process so its peak RSS is its own.
  */
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { HartTransformer, parseConfig, randomTransformerStateDict } from "@hart/ar";
-import { benchTensor, measureMatMulRate, memoryStats, runBenchChild, tensor } from "@hart/core";
-import { diffusionHeadConfig, ResidualDiffusion, randomDiffusionStateDict } from "@hart/residual-diffusion";
-import type { EncodedPrompts, TextEncoder } from "@hart/text-encoder";
-import { HartTokenizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
-import { HartPipeline } from "../src/index";
+import type { HartTransformer } from "@hart/ar";
+import { type Device, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
+import { registerGpuProviders } from "@hart/kernels-cuda";
+import { randomReleasePipeline } from "../src/index";
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string) => {
@@ -31,53 +28,15 @@ const arg = (name: string, fallback: string) => {
 const runs = Math.max(1, Number(arg("runs", "2")));
 const PYTORCH_256PX_S = 27;
 
-/** The release transformer config, shared with @hart/ar's bench. */
-const releaseConfig = JSON.parse(
-  readFileSync(fileURLToPath(new URL("../../ar/bench/release-config.json", import.meta.url)), "utf8"),
-) as Record<string, unknown> & { patch_nums: number[] };
-
-/** Stands in for Qwen2: a fixed random context of the release's shape (48 valid tokens of 300). */
-function fixedContext(tokens: number, dim: number): TextEncoder {
-  const valid = 48;
-  const context: EncodedPrompts = {
-    contextBLD: benchTensor([1, tokens, dim], 7),
-    mask: tensor(
-      "bool",
-      [1, tokens],
-      Uint8Array.from({ length: tokens }, (_, i) => (i < valid ? 1 : 0)),
-    ),
-    positionIds: tensor(
-      "int64",
-      [1, tokens],
-      BigInt64Array.from({ length: tokens }, (_, i) => BigInt(Math.min(i, valid - 1))),
-    ),
-    tokens: tensor("int64", [1, tokens], new BigInt64Array(tokens)),
-  };
-  return { hiddenSize: dim, encode: async () => context, release: async () => {} };
-}
-
-/** The released tokenizer's shape, shared with @hart/tokenizer's bench. */
-const releaseTokenizerConfig = JSON.parse(
-  readFileSync(fileURLToPath(new URL("../../tokenizer/bench/release-config.json", import.meta.url)), "utf8"),
-) as Record<string, unknown>;
+const device = arg("device", "cpu") as Device;
+const dtype = arg("dtype", "float32") as "float32" | "float16";
 
 async function child(end: number): Promise<void> {
-  const patchNums = [...releaseConfig.patch_nums.filter((p) => p < end), end];
-  const cfg = parseConfig({ ...releaseConfig, patch_nums: patchNums }, "ar/bench/release-config.json");
-  const tokConfig = parseTokenizerConfig({ ...releaseTokenizerConfig, v_patch_nums: patchNums });
+  if (device !== "cpu") registerGpuProviders();
   const t0 = performance.now();
-  const tokenizer = HartTokenizer.fromStateDict(tokConfig, randomTokenizerStateDict(tokConfig, { parts: ["decoder"] }));
-  const sd = randomTransformerStateDict(cfg, { vocabSize: tokConfig.vocabSize, latentChannels: tokConfig.zChannels });
-  const transformer = await HartTransformer.fromStateDict(cfg, sd, tokenizer.quantizer, { consumeWeights: true });
-  const head = diffusionHeadConfig({ ...releaseConfig, patch_nums: patchNums });
-  const diffusion = ResidualDiffusion.fromStateDict(randomDiffusionStateDict(head, tokConfig.zChannels), head);
-  const pipeline = new HartPipeline({
-    textEncoder: fixedContext(cfg.contextToken, cfg.contextDim),
-    transformer,
-    diffusion,
-    tokenizer,
-  });
+  const pipeline = await randomReleasePipeline({ resolution: end * 16, device, dtype });
   const loadS = (performance.now() - t0) / 1000;
+  const patchNums = [...(pipeline.transformer as HartTransformer).patchNums];
   const timings = [];
   for (let r = 0; r <= runs; r++) {
     const result = await pipeline.generate({ prompts: ["a bench"], seed: r, cfg: 4.5, moreSmooth: true });

@@ -17,3 +17,4 @@ export * from "./noise";
 export * from "./pipeline";
 export * from "./pretrained";
 export * from "./prompts";
+export * from "./random";
