@@ -202,6 +202,12 @@ describe("hart info, reconstruct, bench", () => {
     expect(b.arScaleMeanMs).toHaveLength(10);
     expect(b.imagesPerSecond).toBeGreaterThan(0);
   });
+
+  it("bench --random-weights refuses a resolution the release schedule cannot end at, before building anything", async () => {
+    const r = await hart(["bench", "--random-weights", "--resolution", "1000", "--json"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/resolution must be a multiple of 16 between 16 and 1024, got 1000/);
+  });
 });
 
 describe("hart download and info with a hub", () => {

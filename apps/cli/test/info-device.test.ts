@@ -16,8 +16,8 @@ describe("hart info --device", () => {
     const text = await hart(["info", "--device"]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`onnxruntime-node  ${expected.onnxruntime}`);
-    expect(text.stdout).toMatch(/^cuda {14}(usable|not usable: .+)$/m);
-    expect(text.stdout).toMatch(/^webgpu {12}(usable|not usable: .+)$/m);
+    expect(text.stdout).toMatch(/^cuda {14}(usable \(a test graph ran\)|not usable: .+)$/m);
+    expect(text.stdout).toMatch(/^webgpu {12}(usable \(a test graph ran\)(; no GPU device node.*)?|not usable: .+)$/m);
   });
 });
 

@@ -1,4 +1,5 @@
-import { type GenerationResult, sampleDefaultPrompts } from "@hart/pipeline";
+import { assertDeviceUsable } from "@hart/core";
+import { type GenerationResult, randomReleasePipeline, sampleDefaultPrompts } from "@hart/pipeline";
 import { Command } from "commander";
 import { addModelOptions, addSamplingOptions, type CliContext, intArg } from "../cli";
 import { loadPipeline, type ModelOptions } from "../load";
@@ -13,6 +14,8 @@ interface BenchOptions extends ModelOptions {
   moreSmooth?: boolean;
   maxTokenLength?: number;
   json?: boolean;
+  randomWeights?: boolean;
+  resolution: number;
 }
 
 type StageKey = "textMs" | "arMs" | "diffusionMs" | "decodeMs" | "totalMs";
@@ -33,11 +36,31 @@ export function benchCommand(ctx: CliContext): Command {
     .option("--batch-size <n>", "images per generation (default prompts)", intArg("--batch-size", 1), 1)
     .option("--warmup <n>", "untimed generations first (the release: 50)", intArg("--warmup", 0), 2)
     .option("--iters <n>", "timed generations (the release: 100)", intArg("--iters", 1), 5)
-    .option("--json", "print JSON");
+    .option("--json", "print JSON")
+    .option(
+      "--random-weights",
+      "the release's shapes with random weights, built in memory (no download; Qwen2 replaced by a fixed context)",
+    )
+    .option(
+      "--resolution <px>",
+      "with --random-weights: output side, a multiple of 16 up to 1024",
+      intArg("--resolution", 16),
+      1024,
+    );
   return addModelOptions(addSamplingOptions(cmd)).action(async (opts: BenchOptions) => {
     const bar = new ProgressBar(ctx.stderr, !opts.json);
     try {
-      const pipeline = await loadPipeline(opts, ctx, bar);
+      let pipeline: Awaited<ReturnType<typeof loadPipeline>>;
+      if (opts.randomWeights) {
+        assertDeviceUsable(opts.device);
+        bar.update("Building random release-shaped model…", undefined, "", true);
+        pipeline = await randomReleasePipeline({
+          resolution: opts.resolution,
+          device: opts.device,
+          dtype: opts.dtype,
+          seed: opts.seed,
+        });
+      } else pipeline = await loadPipeline(opts, ctx, bar);
       const prompts = sampleDefaultPrompts(opts.batchSize, opts.seed);
       while (prompts.length < opts.batchSize) prompts.push(prompts[prompts.length % 9]);
       const runs: GenerationResult["timings"][] = [];
@@ -60,11 +83,16 @@ export function benchCommand(ctx: CliContext): Command {
       const throughput = (opts.batchSize * 1000) / stats.totalMs.mean;
       if (opts.json) {
         ctx.stdout.write(
-          `${JSON.stringify({ batchSize: opts.batchSize, warmup: opts.warmup, iters: opts.iters, stagesMs: stats, arScaleMeanMs: scales, imagesPerSecond: throughput }, null, 2)}\n`,
+          `${JSON.stringify({ ...(opts.randomWeights ? { randomWeights: true, resolution: opts.resolution, device: opts.device, dtype: opts.dtype } : {}), batchSize: opts.batchSize, warmup: opts.warmup, iters: opts.iters, stagesMs: stats, arScaleMeanMs: scales, imagesPerSecond: throughput }, null, 2)}\n`,
         );
         return;
       }
       const lines = [
+        ...(opts.randomWeights
+          ? [
+              `release shapes, random weights, ${opts.resolution} px on ${opts.device} (${opts.dtype}); text encoder left out`,
+            ]
+          : []),
         `batch ${opts.batchSize}, ${opts.warmup} warm-up + ${opts.iters} timed runs (cfg ${opts.cfg}, more_smooth ${opts.moreSmooth ?? true})`,
         `${"stage".padEnd(20)}${"mean".padStart(10)}${"median".padStart(10)}${"min".padStart(10)}${"max".padStart(10)}`,
         ...STAGES.map(

@@ -195,7 +195,10 @@ async function deviceReport(): Promise<DeviceReport> {
 }
 
 function renderDevices(r: DeviceReport): string {
-  const provider = (p: ProviderReport) => (p.usable ? "usable (a test graph ran)" : `not usable: ${p.reason}`);
+  const provider = (p: ProviderReport) =>
+    p.usable
+      ? `usable (a test graph ran)${p.autoSelect === false ? `; no GPU device node, so a software adapter that device "auto" does not pick` : ""}`
+      : `not usable: ${p.reason}`;
   const lines = [
     `onnxruntime-node  ${r.onnxruntime}`,
     `NVIDIA driver     ${r.nvidiaDriver ?? "none found"}`,
