@@ -5,6 +5,7 @@
  * the state dict once its session holds them (with `consumeWeights`).
  */
 import {
+  type AttentionImpl,
   type BuiltModel,
   createSession,
   type Device,
@@ -56,10 +57,16 @@ export interface HartTransformerOptions {
   graphFlavour?: GraphFlavour;
   /**
    * Precision of the transformer blocks (default `"float32"`). `"float16"` runs the blocks' weights, activations
-   * and KV cache in float16 (the small graphs around them stay float32); it needs the fused flavour
-   * (`device: "cuda"` or `graphFlavour: "fused"`) and the llama attention of the released models.
+   * and KV cache in float16 (the small graphs around them stay float32; norms keep float32 statistics); it needs
+   * the fused flavour (`device: "cuda"` or `graphFlavour: "fused"`) or MatMul/Softmax attention (`device:
+   * "webgpu"` or `attention: "matmul"`), and the llama attention of the released models.
    */
   dtype?: "float32" | "float16";
+  /**
+   * How the plain flavour computes attention (default `"matmul"` on `webgpu`, `"mha"` elsewhere; see
+   * `@hart/core`'s `AttentionImpl`).
+   */
+  attention?: AttentionImpl;
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
   /**
@@ -170,9 +177,14 @@ export async function compileTransformer(
     // 1-token block 45–53 ms with spinning, 9–10 ms without; large scales unchanged).
     config: { "session.intra_op.allow_spinning": "0", ...options.sessionOptions?.config },
   };
-  const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
-  // graphForm refuses float16 with the plain flavour (and a dtype that is not a precision) with a clear message
-  const blockForm = graphForm({ device: options.device, graphFlavour: options.graphFlavour, precision: options.dtype });
+  const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour, attention: options.attention });
+  // graphForm refuses float16 where the form cannot run it (and a dtype that is not a precision) with a clear message
+  const blockForm = graphForm({
+    device: options.device,
+    graphFlavour: options.graphFlavour,
+    precision: options.dtype,
+    attention: options.attention,
+  });
   if (blockForm.precision !== "float32" && cfg.attnType !== "llama") {
     throw new HartError("unsupported", `unsupported: dtype=${options.dtype} with attn_type=${cfg.attnType}`);
   }

@@ -407,7 +407,7 @@ export class HartTransformer implements Transformer {
       ? new DeviceKVCache(cfg.depth, heads ? [N, cfg.numHeads] : [N], heads ? hd : C, this.blockForm.precision)
       : heads
         ? new KVCache(cfg.depth, N, hd, capacity, cfg.numHeads, this.blockForm.precision)
-        : new KVCache(cfg.depth, N, C, capacity);
+        : new KVCache(cfg.depth, N, C, capacity, undefined, this.blockForm.precision);
     // device memory is freed however the generation ends
     try {
       const rope = async (pos: Tensor<"float32">, stride: 2 | 4) => {

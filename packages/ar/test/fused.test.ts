@@ -167,46 +167,52 @@ describe("fused transformer generation", () => {
   }
 });
 
-describe("float16 transformer (fused blocks)", () => {
-  it("generates with float16 blocks and cache: guided logits within float16 accuracy of float32 (same codes)", async () => {
-    const cfg = tinyConfig();
-    const quantizer = tinyQuantizer(cfg.patchNums);
-    const sd = randomTransformerStateDict(cfg, {
-      vocabSize: quantizer.vocabSize,
-      latentChannels: quantizer.latentChannels,
-      seed: 9,
-    });
-    const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
-    const run = async (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) => {
-      const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { graphFlavour: "fused", ...options });
-      const seen = new Map<string, Tensor>();
-      const result = await model.generate(context, {
-        cfg: 3,
-        topK: 20,
-        random: lcgRandom(21),
-        sampler,
-        trace: (n, t) => seen.set(n, t),
+describe("float16 transformer", () => {
+  for (const [form, blockOptions] of [
+    ["fused blocks", { graphFlavour: "fused" }],
+    ["plain blocks with MatMul attention (the WebGPU form)", { attention: "matmul" }],
+  ] as const) {
+    it(`${form}: float16 blocks and cache give guided logits within float16 accuracy of float32 (same codes)`, async () => {
+      const cfg = tinyConfig();
+      const quantizer = tinyQuantizer(cfg.patchNums);
+      const sd = randomTransformerStateDict(cfg, {
+        vocabSize: quantizer.vocabSize,
+        latentChannels: quantizer.latentChannels,
+        seed: 9,
       });
-      await model.release();
-      return { result, seen };
-    };
-    const full = await run({});
-    // the float16 run replays the float32 run's codes, so every scale sees the same conditioning
-    const half = await run({ dtype: "float16" }, replaySampler(full.result.indices));
-    for (const [n, t] of full.seen) {
-      if (n.endsWith("logits_cfg")) expect(relErr(`ar generate float16 ${n}`, half.seen.get(n)!, t)).toBeLessThan(1e-2);
-    }
-    expect(
-      relErr("ar generate float16 diffusion cond", half.result.diffusionCond, full.result.diffusionCond),
-    ).toBeLessThan(1e-2);
-  });
+      const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
+      const run = async (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) => {
+        const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { ...blockOptions, ...options });
+        const seen = new Map<string, Tensor>();
+        const result = await model.generate(context, {
+          cfg: 3,
+          topK: 20,
+          random: lcgRandom(21),
+          sampler,
+          trace: (n, t) => seen.set(n, t),
+        });
+        await model.release();
+        return { result, seen };
+      };
+      const full = await run({});
+      // the float16 run replays the float32 run's codes, so every scale sees the same conditioning
+      const half = await run({ dtype: "float16" }, replaySampler(full.result.indices));
+      for (const [n, t] of full.seen) {
+        if (n.endsWith("logits_cfg"))
+          expect(relErr(`ar generate float16 (${form}) ${n}`, half.seen.get(n)!, t)).toBeLessThan(1e-2);
+      }
+      expect(
+        relErr(`ar generate float16 (${form}) diffusion cond`, half.result.diffusionCond, full.result.diffusionCond),
+      ).toBeLessThan(1e-2);
+    });
+  }
 
-  it("refuses float16 with the plain flavour, naming the fix", async () => {
+  it("refuses float16 with the plain flavour's MultiHeadAttention, naming the fixes", async () => {
     const cfg = tinyConfig();
     const quantizer = tinyQuantizer(cfg.patchNums);
     const sd = randomTransformerStateDict(cfg, { vocabSize: quantizer.vocabSize, latentChannels: 4 });
     const err = await HartTransformer.fromStateDict(cfg, sd, quantizer, { dtype: "float16" }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HartError);
-    expect((err as Error).message).toMatch(/graphFlavour: "fused"|device: "cuda"/);
+    expect((err as Error).message).toMatch(/graphFlavour: "fused".*attention: "matmul"/);
   });
 });

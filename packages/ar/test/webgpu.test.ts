@@ -8,7 +8,13 @@
 import { HartError, relativeError, type Tensor } from "@hart/core";
 import { verifyDevice } from "@hart/kernels-cuda";
 import { describe, expect, it } from "vitest";
-import { HartTransformer, type HartTransformerOptions, randomTransformerStateDict } from "../src/index";
+import {
+  HartTransformer,
+  type HartTransformerOptions,
+  randomTransformerStateDict,
+  replaySampler,
+  type TokenSampler,
+} from "../src/index";
 import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
 
 const report = await verifyDevice("webgpu");
@@ -16,7 +22,12 @@ if (!report.usable) console.log(`WebGPU transformer tests skipped: ${report.reas
 
 const PATCH_NUMS = [1, 2, 4, 8];
 
-async function generate(overrides: Record<string, unknown>, iters: number, options: HartTransformerOptions) {
+async function generate(
+  overrides: Record<string, unknown>,
+  iters: number,
+  options: HartTransformerOptions,
+  sampler?: TokenSampler,
+) {
   const cfg = tinyConfig({ patch_nums: PATCH_NUMS, ...overrides });
   const quantizer = tinyQuantizer(cfg.patchNums);
   const sd = randomTransformerStateDict(cfg, {
@@ -32,6 +43,7 @@ async function generate(overrides: Record<string, unknown>, iters: number, optio
       topK: 20,
       numMaskgitIters: iters,
       random: lcgRandom(21),
+      sampler,
       trace: (n, t) => seen.set(n, t),
     });
     return { result, seen };
@@ -81,4 +93,18 @@ describe.skipIf(!report.usable)("the transformer on WebGPU", () => {
       expect(cond).toBeLessThan(1e-5);
     });
   }
+
+  it("float16 blocks and device cache: guided logits and diffusion conditioning within 1e-2 of float32 on CPU", async () => {
+    const cpu = await generate({}, 1, {});
+    const half = await generate({}, 1, { device: "webgpu", dtype: "float16" }, replaySampler(cpu.result.indices));
+    let worst = 0;
+    for (const [n, t] of cpu.seen)
+      if (n.endsWith("logits_cfg")) worst = Math.max(worst, relativeError(half.seen.get(n)!, t));
+    const cond = relativeError(half.result.diffusionCond, cpu.result.diffusionCond);
+    console.log(
+      `webgpu float16 vs cpu float32: guided logits ${worst.toExponential(2)}, diffusion cond ${cond.toExponential(2)}`,
+    );
+    expect(worst).toBeLessThan(1e-2);
+    expect(cond).toBeLessThan(1e-2);
+  });
 });

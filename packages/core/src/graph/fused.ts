@@ -71,17 +71,17 @@ export function graphForm(options: GraphFormOptions = {}): GraphForm {
   if (precision !== "float32" && precision !== "float16") {
     throw new HartError("argument", `precision must be "float32" or "float16", got ${JSON.stringify(precision)}`);
   }
-  if (precision === "float16" && flavour !== "fused") {
-    throw new HartError(
-      "unsupported",
-      'unsupported: float16 graphs on this device: they use the fused graph forms, the default on device "cuda" (graphFlavour: "fused" forces them elsewhere)',
-    );
-  }
   if (flavour === "plain") {
     const device = options.device === "auto" ? resolveDevice("auto") : options.device;
     const attention = options.attention ?? (device === "webgpu" ? "matmul" : "mha");
     if (attention !== "mha" && attention !== "matmul") {
       throw new HartError("argument", `attention must be "mha" or "matmul", got ${JSON.stringify(attention)}`);
+    }
+    if (precision === "float16" && attention !== "matmul") {
+      throw new HartError(
+        "unsupported",
+        'unsupported: float16 graphs on this device: they need the fused forms (the default on device "cuda"; graphFlavour: "fused" forces them) or MatMul/Softmax attention (the default on "webgpu"; attention: "matmul")',
+      );
     }
     return attention === "mha" ? PLAIN_FORM : Object.freeze({ flavour, precision, attention });
   }
@@ -128,10 +128,14 @@ function normScale(g: GraphBuilder, form: GraphForm, width: number, w?: Tensor):
 
 /**
  * RMSNorm over the last axis, `x / sqrt(mean(x²) + eps) · w`: plain ops ({@link rmsNorm}) or
- * `SimplifiedLayerNormalization` (statistics in float32 also for float16 inputs). `width` is the last axis.
+ * `SimplifiedLayerNormalization`; statistics in float32 also for float16 inputs (a float16 `x²` overflows from
+ * |x| > 256), so the plain float16 form casts around the plain ops. `width` is the last axis.
  */
 export function rmsNormOf(g: GraphBuilder, form: GraphForm, x: Value, eps: number, width: number, w?: Tensor): Value {
-  if (form.flavour === "plain") return rmsNorm(g, x, eps, w);
+  if (form.flavour === "plain") {
+    const w32 = w && (w.dtype === "float32" ? w : toFloat32(w));
+    return toFormPrecision(g, form, rmsNorm(g, toFloat32Value(g, form, x), eps, w32));
+  }
   return g.op("SimplifiedLayerNormalization", [x, normScale(g, form, width, w)], {
     axis: -1,
     epsilon: f(eps),
@@ -154,7 +158,7 @@ export function addRmsNorm(
 ): { sum: Value; y: Value } {
   if (form.flavour === "plain") {
     const sum = g.op("Add", [x, residual]);
-    return { sum, y: rmsNorm(g, sum, eps, w) };
+    return { sum, y: rmsNormOf(g, form, sum, eps, width, w) };
   }
   // outputs: normed, (mean, inv_std_var: omitted), input + skip
   const [y, , , sum] = g.opMulti(
