@@ -164,6 +164,15 @@ describe("graph forms", () => {
     expect(graphForm({ device: "cpu", attention: "matmul" }).attention).toBe("matmul");
     expect(graphForm({ device: "cuda" }).attention).toBeUndefined();
     expect(() => graphForm({ attention: "flash" as never })).toThrow(/attention must be/);
+    // float16 needs the fused forms or MatMul attention
+    expect(graphForm({ device: "webgpu", precision: "float16" })).toEqual({
+      flavour: "plain",
+      precision: "float16",
+      attention: "matmul",
+    });
+    expect(() => graphForm({ device: "webgpu", precision: "float16", attention: "mha" })).toThrow(
+      /attention: "matmul"/,
+    );
     const g = new GraphBuilder("matmul-attention");
     const [q, k, v] = ["q", "k", "v"].map((n) => g.input(n, "float32", [1, 4, 8]));
     g.output(attentionOf(g, MATMUL, q, k, v, { heads: 2, scale: 0.5 }), "o");
