@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { runners } from "./cases/index";
-import { CaseContext, findGoldenSets, GOLDEN_DIR, TARGET } from "./harness";
+import { findGoldenSets, GOLDEN_DIR, goldenSummary, runGoldenCase, summaryLine } from "./harness";
 
 const sets = findGoldenSets();
 const summary: string[] = [];
@@ -14,33 +14,21 @@ describe("golden conformance", () => {
     for (const caseName of set.cases) {
       const runner = runners[caseName];
       if (!runner) {
-        summary.push(`${set.name}/${caseName}: skip (max rel err n/a)`);
+        summary.push(summaryLine(set.name, caseName, "skip"));
         it.skip(`${set.name}/${caseName} (no package covers it yet)`, () => {});
         continue;
       }
       it(`${set.name}/${caseName}`, async () => {
-        const ctx = new CaseContext(set, caseName);
-        let error: unknown;
-        try {
-          await runner(ctx);
-        } catch (err) {
-          error = err;
-        }
-        const ok = !error && ctx.results.length > 0 && ctx.results.every((r) => r.ok);
-        summary.push(
-          `${set.name}/${caseName}: ${ok ? "pass" : "fail"} (max rel err ${ctx.maxRelErr.toExponential(2)})`,
-        );
-        if (error) throw error;
-        expect(ctx.results.length, "the runner checked no tensor").toBeGreaterThan(0);
-        const failed = ctx.results.filter((r) => !r.ok).map((r) => `${r.label} (rel ${r.relErr.toExponential(2)})`);
-        expect(failed, "tensors outside tolerance").toEqual([]);
+        const outcome = await runGoldenCase(set, caseName, runner);
+        summary.push(outcome.line);
+        if (outcome.error !== undefined) throw outcome.error;
+        expect(outcome.checked, "the runner checked no tensor").toBeGreaterThan(0);
+        expect(outcome.failed, "tensors outside tolerance").toEqual([]);
       });
     }
   }
 
   afterAll(() => {
-    console.log(
-      `\ngolden conformance summary (${GOLDEN_DIR}; ${TARGET.device}, ${TARGET.dtype}${TARGET.graphFlavour ? `, ${TARGET.graphFlavour}` : ""}):\n${summary.sort().join("\n")}`,
-    );
+    console.log(`\n${goldenSummary(summary)}`);
   });
 });

@@ -188,3 +188,65 @@ export class CaseContext {
 
 /** A case runner checks one case kind (e.g. `tokenizer_encode`) for one set. */
 export type CaseRunner = (ctx: CaseContext) => Promise<void>;
+
+/** How one golden case ended. */
+export type CaseStatus = "pass" | "fail" | "skip";
+
+/** One case's summary line: `<set>/<case>: pass|fail|skip (max rel err …)`. */
+export function summaryLine(setName: string, caseName: string, status: CaseStatus, maxRelErr?: number): string {
+  return `${setName}/${caseName}: ${status} (max rel err ${maxRelErr === undefined ? "n/a" : maxRelErr.toExponential(2)})`;
+}
+
+/** The summary printed after a run: a header naming the golden folder and {@link TARGET}, then the sorted lines. */
+export function goldenSummary(lines: readonly string[]): string {
+  const target = `${TARGET.device}, ${TARGET.dtype}${TARGET.graphFlavour ? `, ${TARGET.graphFlavour}` : ""}`;
+  return `golden conformance summary (${GOLDEN_DIR}; ${target}):\n${[...lines].sort().join("\n")}`;
+}
+
+/** The outcome of {@link runGoldenCase}. */
+export interface CaseOutcome {
+  status: CaseStatus;
+  /** `status === "pass"`. */
+  ok: boolean;
+  /** The summary line ({@link summaryLine}). */
+  line: string;
+  /** What the runner threw, if it did. */
+  error?: unknown;
+  /** How many tensors the runner compared (a runner that compares none fails). */
+  checked: number;
+  /** The tensors outside tolerance, as `label (rel 1.23e-2)`. */
+  failed: string[];
+}
+
+/**
+ * Runs one case of a set with its runner (`undefined`: no package covers the case yet, a skip) and decides
+ * pass or fail: the runner must not throw, must compare at least one tensor, and every comparison must be ok.
+ */
+export async function runGoldenCase(
+  set: GoldenSet,
+  caseName: string,
+  runner: CaseRunner | undefined,
+): Promise<CaseOutcome> {
+  if (!runner)
+    return { status: "skip", ok: false, line: summaryLine(set.name, caseName, "skip"), checked: 0, failed: [] };
+  let ctx: CaseContext | undefined;
+  let error: unknown;
+  try {
+    ctx = new CaseContext(set, caseName);
+    await runner(ctx);
+  } catch (err) {
+    error = err ?? new Error(`${set.name}/${caseName}: the runner threw ${err}`);
+  }
+  const results = ctx?.results ?? [];
+  const failed = results.filter((r) => !r.ok).map((r) => `${r.label} (rel ${r.relErr.toExponential(2)})`);
+  const ok = !error && results.length > 0 && failed.length === 0;
+  const status = ok ? "pass" : "fail";
+  return {
+    status,
+    ok,
+    line: summaryLine(set.name, caseName, status, ctx?.maxRelErr ?? 0),
+    ...(error === undefined ? {} : { error }),
+    checked: results.length,
+    failed,
+  };
+}
