@@ -10,7 +10,7 @@ import { type BlockWeights, buildBlockGraph } from "../src/graphs/block";
 import { buildRopeGraph } from "../src/graphs/encodings";
 import { HartTransformer, randomTransformerStateDict, replaySampler } from "../src/index";
 import { imagePositions, ropeExponents } from "../src/positions";
-import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
+import { lcgRandom, tinyConfig, tinyContext, tinyModel, tinyQuantizer } from "./helpers";
 
 const FUSED = { flavour: "fused", precision: "float32" } as const;
 const HALF = { flavour: "fused", precision: "float16" } as const;
@@ -125,13 +125,7 @@ describe("fused transformer generation", () => {
     ],
   ] as const) {
     it(`${name}: guided logits, codes and diffusion conditioning match the plain flavour`, async () => {
-      const cfg = tinyConfig(overrides);
-      const quantizer = tinyQuantizer(cfg.patchNums);
-      const sd = randomTransformerStateDict(cfg, {
-        vocabSize: quantizer.vocabSize,
-        latentChannels: quantizer.latentChannels,
-        seed: 9,
-      });
+      const { cfg, quantizer, sd } = tinyModel(overrides);
       const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
       const run = async (graphFlavour: "plain" | "fused") => {
         const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { graphFlavour });
@@ -173,13 +167,7 @@ describe("float16 transformer", () => {
     ["plain blocks with MatMul attention (the WebGPU form)", { attention: "matmul" }],
   ] as const) {
     it(`${form}: float16 blocks and cache give guided logits within float16 accuracy of float32 (same codes)`, async () => {
-      const cfg = tinyConfig();
-      const quantizer = tinyQuantizer(cfg.patchNums);
-      const sd = randomTransformerStateDict(cfg, {
-        vocabSize: quantizer.vocabSize,
-        latentChannels: quantizer.latentChannels,
-        seed: 9,
-      });
+      const { cfg, quantizer, sd } = tinyModel();
       const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
       const run = async (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) => {
         const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { ...blockOptions, ...options });

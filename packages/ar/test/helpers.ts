@@ -1,7 +1,7 @@
 /** Small fixtures shared by the package tests: tiny configs, a quantizer with random weights, contexts, a seeded source. */
 import { type Tensor, tensor } from "@hart/core";
 import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
-import { parseConfig, type RandomSource } from "../src/index";
+import { parseConfig, type RandomSource, randomTransformerStateDict } from "../src/index";
 
 /** A tiny transformer config (overrides are raw config.json fields). */
 export function tinyConfig(overrides: Record<string, unknown> = {}) {
@@ -23,6 +23,18 @@ export function tinyConfig(overrides: Record<string, unknown> = {}) {
     use_context_norm: true,
     ...overrides,
   });
+}
+
+/** A tiny config (see {@link tinyConfig}), its quantizer and a random transformer state dict for them. */
+export function tinyModel(overrides: Record<string, unknown> = {}, seed = 9) {
+  const cfg = tinyConfig(overrides);
+  const quantizer = tinyQuantizer(cfg.patchNums);
+  const sd = randomTransformerStateDict(cfg, {
+    vocabSize: quantizer.vocabSize,
+    latentChannels: quantizer.latentChannels,
+    seed,
+  });
+  return { cfg, quantizer, sd };
 }
 
 /** A quantizer (codebook + Phi convs) with random weights for `patchNums`. */

@@ -8,14 +8,8 @@
 import { HartError, relativeError, type Tensor } from "@hart/core";
 import { verifyDevice } from "@hart/kernels-cuda";
 import { describe, expect, it } from "vitest";
-import {
-  HartTransformer,
-  type HartTransformerOptions,
-  randomTransformerStateDict,
-  replaySampler,
-  type TokenSampler,
-} from "../src/index";
-import { lcgRandom, tinyConfig, tinyContext, tinyQuantizer } from "./helpers";
+import { HartTransformer, type HartTransformerOptions, replaySampler, type TokenSampler } from "../src/index";
+import { lcgRandom, tinyContext, tinyModel } from "./helpers";
 
 const report = await verifyDevice("webgpu");
 if (!report.usable) console.log(`WebGPU transformer tests skipped: ${report.reason}`);
@@ -28,13 +22,7 @@ async function generate(
   options: HartTransformerOptions,
   sampler?: TokenSampler,
 ) {
-  const cfg = tinyConfig({ patch_nums: PATCH_NUMS, ...overrides });
-  const quantizer = tinyQuantizer(cfg.patchNums);
-  const sd = randomTransformerStateDict(cfg, {
-    vocabSize: quantizer.vocabSize,
-    latentChannels: quantizer.latentChannels,
-    seed: 9,
-  });
+  const { cfg, quantizer, sd } = tinyModel({ patch_nums: PATCH_NUMS, ...overrides });
   const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, options);
   const seen = new Map<string, Tensor>();
   try {

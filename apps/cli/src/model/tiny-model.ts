@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { RELEASE_TRANSFORMER_CONFIG } from "@hart/ar";
 import { createRng, HartError, type Rng, type StateDict, type Tensor, tensor, writeSafetensors } from "@hart/core";
 import {
   type CheckpointSchema,
@@ -48,40 +49,25 @@ export function tinyConfigs(options: TinyModelOptions = {}) {
     architectures: ["HARTAutoEncoderWithDisc"],
     torch_dtype: "float32",
   };
+  // the release's llm/config.json, shrunk; the training-only fields a checkpoint's config.json also carries
   const llm = {
-    vae_path: null,
+    ...RELEASE_TRANSFORMER_CONFIG,
     context_token: options.contextTokens ?? 300,
     context_dim: textHidden,
     depth: 2,
     embed_dim: 64,
     num_heads: 4,
-    mlp_ratio: 4.0,
+    patch_nums: patchNums,
+    diff_width: 32,
+    diff_depth: 2,
     drop_rate: 0.0,
     attn_drop_rate: 0.0,
     drop_path_rate: 0.0,
-    norm_eps: 1e-6,
-    shared_aln: false,
     cond_drop_rate: 0.1,
-    attn_l2_norm: false,
-    patch_nums: patchNums,
     flash_if_available: true,
     fused_if_available: true,
-    mlp_type: "llama",
-    attn_type: "llama",
-    disable_aln: true,
-    use_timestep_embed: true,
-    sep_aln_pooling_mode: "max",
-    use_cross_attn: false,
-    diff_width: 32,
-    diff_depth: 2,
-    num_sampling_steps: "8",
     diffusion_batch_mul: 4,
-    sampler: "iddpm",
     diffusion_head_repeats: 1,
-    use_context_norm: true,
-    context_norm_scale: 1.0,
-    model_type: "hart_transformer_t2i",
-    architectures: ["HARTForT2I"],
     torch_dtype: "float32",
   };
   const textModel = {
