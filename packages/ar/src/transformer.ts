@@ -9,6 +9,8 @@ import {
   type AnyTensor,
   type BuiltModel,
   createSession,
+  type DeviceTensor,
+  deviceTensorToHost,
   emitProgress,
   type GraphForm,
   HartError,
@@ -198,6 +200,33 @@ export class HartTransformer implements Transformer {
     return B;
   }
 
+  /** Block `i`'s feeds for `x`, rows `from …` of the N-row guidance batch (its slice of the per-block `mod`). */
+  private blockFeeds(
+    i: number,
+    x: Tensor<"float32">,
+    past: { k: AnyTensor; v: AnyTensor },
+    rope: { cos: Tensor; sin: Tensor } | undefined,
+    blockMods: Tensor<"float32"> | undefined,
+    N: number,
+    from: number,
+  ): Record<string, AnyTensor> {
+    const feeds: Record<string, AnyTensor> = { x, pastK: past.k, pastV: past.v };
+    if (rope) {
+      feeds.cos = rope.cos;
+      feeds.sin = rope.sin;
+    }
+    if (blockMods) {
+      const rows = x.shape[0];
+      const n = 6 * this.config.embedDim;
+      feeds.mod = tensor(
+        "float32",
+        [rows, 6, this.config.embedDim],
+        blockMods.data.subarray((i * N + from) * n, (i * N + from + rows) * n),
+      );
+    }
+    return feeds;
+  }
+
   /** Runs scale `si`'s tokens through every block; caches their keys/values when `store`. */
   private async runBlocks(
     x: Tensor<"float32">,
@@ -209,20 +238,9 @@ export class HartTransformer implements Transformer {
     trace: ((name: string, value: Tensor) => void) | undefined,
     si: number,
   ): Promise<Tensor<"float32">> {
-    const N = x.shape[0];
-    const C = this.config.embedDim;
     for (let i = 0; i < this.sessions.blocks.length; i++) {
       signal?.throwIfAborted();
-      const past = cache.past(i);
-      const feeds: Record<string, AnyTensor> = { x, pastK: past.k, pastV: past.v };
-      if (rope) {
-        feeds.cos = rope.cos;
-        feeds.sin = rope.sin;
-      }
-      if (blockMods) {
-        const n = N * 6 * C;
-        feeds.mod = tensor("float32", [N, 6, C], blockMods.data.subarray(i * n, (i + 1) * n));
-      }
+      const feeds = this.blockFeeds(i, x, cache.past(i), rope, blockMods, x.shape[0], 0);
       const out = await this.sessions.blocks[i].runWithDevice(feeds, store ? ["y", ...cache.outputs] : ["y"]);
       if (store) cache.store(i, out.host, out.device);
       x = out.host.y as Tensor<"float32">;
@@ -262,21 +280,15 @@ export class HartTransformer implements Transformer {
       if (isDeviceTensor(past.k) || isDeviceTensor(past.v)) {
         throw new HartError("internal", "the first scale found a KV cache already on the device");
       }
-      const run = (xs: Tensor<"float32">, r: typeof rope, from: number) => {
-        const feeds: Record<string, Tensor> = {
-          x: xs,
-          pastK: rowsOf(past.k as Tensor, from, from + B),
-          pastV: rowsOf(past.v as Tensor, from, from + B),
-        };
-        if (r) {
-          feeds.cos = r.cos;
-          feeds.sin = r.sin;
-        }
-        if (blockMods) {
-          const n = 6 * C;
-          feeds.mod = tensor("float32", [B, 6, C], blockMods.data.subarray((i * N + from) * n, (i * N + from + B) * n));
-        }
-        return this.sessions.blocks[i].run(feeds, ["y", "k", "v"]);
+      // the cache is empty here, so a device cache's `presentK`/`presentV` are this scale's keys/values
+      const [kName, vName] = cache.outputs;
+      const run = async (xs: Tensor<"float32">, r: typeof rope, from: number) => {
+        const rowsPast = { k: rowsOf(past.k as Tensor, from, from + B), v: rowsOf(past.v as Tensor, from, from + B) };
+        const out = await this.sessions.blocks[i].runWithDevice(
+          this.blockFeeds(i, xs, rowsPast, r, blockMods, N, from),
+          ["y", kName, vName],
+        );
+        return { y: out.host.y, k: await onHost(out, kName), v: await onHost(out, vName) };
       };
       const cond = await run(xCond, ropeCond, 0);
       const uncond = await run(xUncond, ropeUncond, B);
@@ -608,6 +620,20 @@ export class HartTransformer implements Transformer {
     ];
     this.lazy.clear();
     for (const s of all) await s?.release();
+  }
+}
+
+/** A run's output on the host: as returned, or read back (and freed) when it stayed on the device. */
+async function onHost(
+  out: { host: Record<string, Tensor>; device: Record<string, DeviceTensor> },
+  name: string,
+): Promise<Tensor> {
+  const kept = out.device[name];
+  if (!kept) return out.host[name];
+  try {
+    return await deviceTensorToHost(kept);
+  } finally {
+    kept.dispose();
   }
 }
 

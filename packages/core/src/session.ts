@@ -387,7 +387,7 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
       if (kept !== undefined) {
         throw new HartError("feed", `graph "${label}": output "${kept}" stays on the device; use runWithDevice()`);
       }
-      return (await runOrt(feeds, outputs ?? requested)).host;
+      return (await runOrt(feeds, requested)).host;
     },
     runWithDevice: (feeds, outputs) => runOrt(feeds, outputs),
     async release() {

@@ -57,30 +57,22 @@ class Rewriter {
   }
 
   int64s(values: number[]): string {
-    const name = this.name("ints");
-    const raw = new Uint8Array(new BigInt64Array(values.map((v) => BigInt(v))).buffer);
-    this.initializers.push(
-      create(TensorProtoSchema, {
-        name,
-        dataType: TensorProto_DataType.INT64,
-        dims: [BigInt(values.length)],
-        rawData: raw,
-      }),
-    );
-    return name;
+    return this.vector("ints", TensorProto_DataType.INT64, new BigInt64Array(values.map((v) => BigInt(v))));
   }
 
   floats(values: number[]): string {
-    const name = this.name("floats");
-    const raw = new Uint8Array(Float32Array.from(values).buffer);
-    this.initializers.push(
-      create(TensorProtoSchema, {
-        name,
-        dataType: TensorProto_DataType.FLOAT,
-        dims: [BigInt(values.length)],
-        rawData: raw,
-      }),
-    );
+    return this.vector("floats", TensorProto_DataType.FLOAT, Float32Array.from(values));
+  }
+
+  /** A 1-D initializer holding `values`. */
+  private vector(
+    hint: string,
+    dataType: TensorProto_DataType,
+    values: BigInt64Array<ArrayBuffer> | Float32Array<ArrayBuffer>,
+  ): string {
+    const name = this.name(hint);
+    const rawData = new Uint8Array(values.buffer);
+    this.initializers.push(create(TensorProtoSchema, { name, dataType, dims: [BigInt(values.length)], rawData }));
     return name;
   }
 }

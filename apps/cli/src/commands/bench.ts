@@ -1,5 +1,5 @@
 import { assertDeviceUsable } from "@hart/core";
-import { type GenerationResult, randomReleasePipeline, sampleDefaultPrompts } from "@hart/pipeline";
+import { type GenerationResult, type HartPipeline, randomReleasePipeline, sampleDefaultPrompts } from "@hart/pipeline";
 import { Command } from "commander";
 import { addModelOptions, addSamplingOptions, type CliContext, intArg } from "../cli";
 import { loadPipeline, type ModelOptions } from "../load";
@@ -50,7 +50,7 @@ export function benchCommand(ctx: CliContext): Command {
   return addModelOptions(addSamplingOptions(cmd)).action(async (opts: BenchOptions) => {
     const bar = new ProgressBar(ctx.stderr, !opts.json);
     try {
-      let pipeline: Awaited<ReturnType<typeof loadPipeline>>;
+      let pipeline: HartPipeline;
       if (opts.randomWeights) {
         assertDeviceUsable(opts.device);
         bar.update("Building random release-shaped model…", undefined, "", true);

@@ -124,8 +124,8 @@ function modulate(g: GraphBuilder, form: GraphForm, h: Value, mod?: { scale: Val
  * (`sin` already sign-flipped on its first half); when the blocks are
  * modulated `mod` `[N, 6, C]` (gamma1, gamma2, scale1, scale2, shift1,
  * shift2); `pastK`/`pastV` (P may be 0).
- * Outputs: `y` `[N, l, C]`, the KV cache update `k`/`v` (after RoPE) and, with `presentOutputs`, the updated
- * cache `presentK`/`presentV` (`pastK` with `k` appended: what a cache kept on the device feeds back next scale).
+ * Outputs: `y` `[N, l, C]` and the KV cache update `k`/`v` (after RoPE) or, with `presentOutputs`, the updated
+ * cache `presentK`/`presentV` instead (`pastK` with `k` appended: what a cache kept on the device feeds back).
  *
  * The plain form (CPU) takes `pastK`/`pastV` as `[N, P, C]` and returns this scale's keys/values `[N, l, C]`, which
  * the caller appends. The fused form (CUDA) uses `SimplifiedLayerNormalization`, `SkipSimplifiedLayerNormalization`
@@ -227,15 +227,18 @@ export function buildBlockGraph(
   const y = g.op("Add", [x1, ff]);
 
   g.output(toFloat32Value(g, form, y), "y", "float32", ["N", "l", C]);
-  const kvShape = heads ? ["N", H, "l", hd] : ["N", "l", C];
-  g.output(att.k, "k", form.precision, kvShape);
-  g.output(att.v, "v", form.precision, kvShape);
-  // the whole updated cache, for a cache kept on the device (the attention computes it anyway; the host path
-  // keeps the graph it always had)
-  const presentShape = heads ? ["N", H, "T", hd] : ["N", "T", C];
-  if (presentOutputs && att.presentK && att.presentV) {
+  if (presentOutputs) {
+    // the whole updated cache, kept on the device (the attention computes it anyway); no host copy of this
+    // scale's keys/values then: a device session fetches every output on every run
+    if (!att.presentK || !att.presentV)
+      throw new HartError("internal", "the attention form gave no present keys/values");
+    const presentShape = heads ? ["N", H, "T", hd] : ["N", "T", C];
     g.output(att.presentK, "presentK", form.precision, presentShape);
     g.output(att.presentV, "presentV", form.precision, presentShape);
+  } else {
+    const kvShape = heads ? ["N", H, "l", hd] : ["N", "l", C];
+    g.output(att.k, "k", form.precision, kvShape);
+    g.output(att.v, "v", form.precision, kvShape);
   }
   return g.build();
 }

@@ -66,13 +66,13 @@ export function graphFlavourFor(device?: DeviceChoice, forced?: GraphFlavour): G
 
 /** The {@link GraphForm} for a model package's options (see {@link GraphFormOptions}). */
 export function graphForm(options: GraphFormOptions = {}): GraphForm {
-  const flavour = graphFlavourFor(options.device, options.graphFlavour);
+  const device = options.device === "auto" ? resolveDevice("auto") : options.device;
+  const flavour = graphFlavourFor(device, options.graphFlavour);
   const precision = options.precision ?? "float32";
   if (precision !== "float32" && precision !== "float16") {
     throw new HartError("argument", `precision must be "float32" or "float16", got ${JSON.stringify(precision)}`);
   }
   if (flavour === "plain") {
-    const device = options.device === "auto" ? resolveDevice("auto") : options.device;
     const attention = options.attention ?? (device === "webgpu" ? "matmul" : "mha");
     if (attention !== "mha" && attention !== "matmul") {
       throw new HartError("argument", `attention must be "mha" or "matmul", got ${JSON.stringify(attention)}`);
