@@ -249,6 +249,17 @@ export function fromOrt(t: ort.Tensor): Tensor {
 
 const fmtShape = (shape: readonly (number | string)[]) => `[${shape.join(", ")}]`;
 
+/** Throws when a {@link SessionOptions.deviceOutputs} name is not one of the graph's outputs. */
+function checkDeviceOutputs(deviceOutputs: readonly string[], outputNames: readonly string[], label: string): void {
+  const unknown = deviceOutputs.find((o) => !outputNames.includes(o));
+  if (unknown !== undefined) {
+    throw new HartError(
+      "argument",
+      `graph "${label}": deviceOutputs names "${unknown}", which is not an output; the outputs are ${outputNames.join(", ")}`,
+    );
+  }
+}
+
 /** Checks feeds against the graph's declared inputs; throws a HartError naming the graph and input. */
 function checkFeeds(specs: readonly ValueSpec[], feeds: Record<string, AnyTensor>, label: string): void {
   const fail = (msg: string): never => {
@@ -317,13 +328,7 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
       resolved.deviceOutputs.map((name) => [name, "gpu-buffer" as const]),
     );
   }
-  const unknownKept = resolved.deviceOutputs.find((o) => !model.outputNames.includes(o));
-  if (unknownKept !== undefined) {
-    throw new HartError(
-      "argument",
-      `graph "${label}": deviceOutputs names "${unknownKept}", which is not an output; the outputs are ${model.outputNames.join(", ")}`,
-    );
-  }
+  checkDeviceOutputs(resolved.deviceOutputs, model.outputNames, label);
   let inner: ort.InferenceSession;
   try {
     inner = await ort.InferenceSession.create(model.bytes, sessionOptions);
@@ -338,7 +343,8 @@ export async function createSession(model: BuiltModel, options: SessionOptions =
   }
   let released = false;
   // Keep only the input specs: holding `model` would keep its weight views (and so every JS weight buffer) alive
-  // for the session's lifetime, although onnxruntime has copied them.
+  // for the session's lifetime, although onnxruntime has copied them. No closure in this function may name
+  // `model`: V8 keeps every variable any closure names alive for as long as any closure of the scope lives.
   const inputSpecs = model.inputs;
   const onDevice = new Set(resolved.deviceOutputs);
   const runOrt = async (feeds: Record<string, AnyTensor>, outputs: readonly string[] | undefined) => {
