@@ -4,6 +4,7 @@
  * that need the release's shapes without its weights (see `randomTransformerStateDict`).
  */
 export const RELEASE_TRANSFORMER_CONFIG: Readonly<Record<string, unknown>> & {
+  /** Side lengths pn of the token grid at each scale, coarse to fine (`patch_nums` in config.json). */
   readonly patch_nums: readonly number[];
 } = Object.freeze({
   vae_path: null,

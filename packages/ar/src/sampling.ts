@@ -152,7 +152,12 @@ export async function filterLogits(
   guidedBLV: Tensor<"float32">,
   topK: number,
   topP: number,
-): Promise<{ filteredBLV: Tensor<"float32">; probsBLV: Tensor<"float32"> }> {
+): Promise<{
+  /** Guided logits after top-k/top-p filtering, −inf where removed, `[B, l, V]`. */
+  filteredBLV: Tensor<"float32">;
+  /** `softmax(filteredBLV)`, `[B, l, V]`; 0 outside the kept set. */
+  probsBLV: Tensor<"float32">;
+}> {
   const V = guidedBLV.shape[2];
   const k = topK > 0 ? Math.min(Math.floor(topK), V) : V;
   const feeds: Record<string, Tensor> = { logits: guidedBLV, k: tensor("int64", [1], BigInt64Array.of(BigInt(k))) };

@@ -58,7 +58,7 @@ export interface GenerateOptions {
    * previous scale's `(S−2)/(S−1)` like the released code; `"last"` uses 1.
    */
   lastScaleRatio?: "previous" | "last";
-  /** Picks codes from the filtered distribution (default: multinomial; see {@link argmaxSampler}). */
+  /** Picks codes from the filtered distribution (default: multinomial; see {@link @hart/ar!argmaxSampler}). */
   sampler?: TokenSampler;
   /** The random draws (default: seeded from {@link GenerateOptions.seed}). */
   random?: RandomSource;

@@ -12,8 +12,11 @@ import { type Tensor, tensor } from "./tensor";
 
 /** Resident memory in bytes: current RSS, its anonymous (not file-backed) part and the peak RSS. */
 export interface MemoryStats {
+  /** Current resident set size in bytes (`VmRSS`). */
   rss: number;
+  /** Anonymous (not file-backed) part of {@link rss} in bytes (`RssAnon`); equals {@link rss} off Linux. */
   anon: number;
+  /** Peak resident set size of the process so far, in bytes (`VmHWM`, or `maxRSS` off Linux). */
   peak: number;
 }
 
@@ -30,7 +33,12 @@ export function memoryStats(): MemoryStats {
 }
 
 /** Wall and CPU (all threads) seconds of `fn`. CPU time is steadier on a shared machine. */
-export async function timeIt(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+export async function timeIt(fn: () => Promise<unknown>): Promise<{
+  /** Elapsed wall-clock time of `fn`, in seconds. */
+  wall: number;
+  /** User + system CPU time of the process (all threads) during `fn`, in seconds. */
+  cpu: number;
+}> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   await fn();
@@ -69,7 +77,12 @@ export interface MatMulRateOptions {
  * initializer weights (prepacked, as model weights are), so the input feed and
  * output copy weigh on it about as much as on a model layer stack.
  */
-export async function measureMatMulRate(options: MatMulRateOptions = {}): Promise<{ wall: number; cpu: number }> {
+export async function measureMatMulRate(options: MatMulRateOptions = {}): Promise<{
+  /** MatMul rate in GFLOP/s by wall-clock time of the fastest run. */
+  wall: number;
+  /** MatMul rate in GFLOP/s by process CPU time (all threads) of that same run. */
+  cpu: number;
+}> {
   const rows = options.rows ?? 2048;
   const width = options.width ?? 2048;
   const runs = options.runs ?? 3;

@@ -17,10 +17,13 @@ import type { DType, Tensor } from "./tensor";
  * when done (device memory is not reclaimed by the garbage collector in time).
  */
 export interface DeviceTensor {
+  /** Discriminant telling it apart from a host {@link Tensor} (see {@link isDeviceTensor}). */
   readonly location: "device";
   /** The device whose memory holds it. */
   readonly device: Device;
+  /** Element type of the device buffer. */
   readonly dtype: DType;
+  /** Dimensions, outermost first (row-major). */
   readonly shape: readonly number[];
   /** Whether {@link DeviceTensor.dispose} was called. */
   readonly disposed: boolean;

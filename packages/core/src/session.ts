@@ -83,15 +83,23 @@ export interface SessionOptions {
 
 /** {@link SessionOptions} after defaults, environment variables and the device probe have been applied. */
 export interface ResolvedSessionOptions {
+  /** The concrete execution provider (`"auto"` resolved, usability checked by the device probe). */
   readonly device: Device;
+  /** Threads inside one op: the option, else `HART_NUM_THREADS`; `undefined` leaves onnxruntime's default. */
   readonly intraOpThreads?: number;
+  /** Threads running independent nodes in parallel; `undefined` leaves onnxruntime's default. */
   readonly interOpThreads?: number;
+  /** onnxruntime graph optimization level (default `"all"`). */
   readonly graphOptimizationLevel: "disabled" | "basic" | "extended" | "all";
+  /** Whether onnxruntime's CPU memory arena is on (default true). */
   readonly enableCpuMemArena: boolean;
+  /** Whether onnxruntime's memory pattern planning is on (default true). */
   readonly enableMemPattern: boolean;
   /** Session config entries passed to onnxruntime (flat keys). */
   readonly config: Readonly<Record<string, string>>;
+  /** Outputs kept in device memory (empty unless the device is `webgpu`); see {@link SessionOptions.deviceOutputs}. */
   readonly deviceOutputs: readonly string[];
+  /** Label for error messages as given; `undefined` means the graph's name is used. */
   readonly label?: string;
 }
 
@@ -206,7 +214,9 @@ export function resolveSessionOptions(options: SessionOptions = {}): ResolvedSes
 
 /** A compiled graph: run it with hart tensors in, hart tensors out. */
 export interface Session {
+  /** The graph's input names, i.e. the feed keys {@link Session.run} expects. */
   readonly inputNames: readonly string[];
+  /** The graph's output names, in graph order. */
   readonly outputNames: readonly string[];
   /**
    * Runs the graph. Returns the requested outputs (by default all but {@link SessionOptions.deviceOutputs}, which
@@ -222,7 +232,12 @@ export interface Session {
   runWithDevice(
     feeds: Record<string, AnyTensor>,
     outputs?: readonly string[],
-  ): Promise<{ host: Record<string, Tensor>; device: Record<string, DeviceTensor> }>;
+  ): Promise<{
+    /** Requested outputs copied to host memory, by output name. */
+    host: Record<string, Tensor>;
+    /** Requested outputs left in device memory (those in {@link SessionOptions.deviceOutputs}), by output name. */
+    device: Record<string, DeviceTensor>;
+  }>;
   /** Frees the native session (idempotent). */
   release(): Promise<void>;
 }

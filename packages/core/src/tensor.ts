@@ -5,14 +5,23 @@ export type DType = "float32" | "float64" | "float16" | "bfloat16" | "int64" | "
 
 /** The typed array behind each {@link DType}. float16/bfloat16 are raw 16-bit patterns; bool is 0/1 bytes. */
 export interface DataTypeMap {
+  /** IEEE 754 single precision. */
   float32: Float32Array;
+  /** IEEE 754 double precision. */
   float64: Float64Array;
+  /** IEEE 754 half precision, stored as raw 16-bit patterns. */
   float16: Uint16Array;
+  /** bfloat16 (the upper 16 bits of a float32), stored as raw 16-bit patterns. */
   bfloat16: Uint16Array;
+  /** Signed 64-bit integers, as bigints. */
   int64: BigInt64Array;
+  /** Signed 32-bit integers. */
   int32: Int32Array;
+  /** Signed 8-bit integers. */
   int8: Int8Array;
+  /** Unsigned 8-bit integers. */
   uint8: Uint8Array;
+  /** Booleans, one byte each (0 = false, 1 = true). */
   bool: Uint8Array;
 }
 
@@ -25,8 +34,11 @@ export type TypedArray = DataTypeMap[DType];
  * graphs); it is the currency between checkpoints, graphs and callers.
  */
 export interface Tensor<D extends DType = DType> {
+  /** Element type of {@link data}. */
   readonly dtype: D;
+  /** Dimensions, outermost first; {@link data} holds `product(shape)` elements in row-major order. */
   readonly shape: readonly number[];
+  /** The elements, row-major, in the typed array of {@link dtype} (see {@link DataTypeMap}). */
   readonly data: DataTypeMap[D];
 }
 

@@ -29,7 +29,9 @@ export interface DeviceReport {
   readonly nvidiaDriver?: string;
   /** GPU names reported by `nvidia-smi`, if it runs. */
   readonly gpus: readonly string[];
+  /** What the probe found for onnxruntime's CUDA execution provider. */
   readonly cuda: ProviderReport;
+  /** What the probe found for onnxruntime's WebGPU execution provider. */
   readonly webgpu: ProviderReport;
 }
 

@@ -10,7 +10,9 @@ export const DEFAULT_TEXT_MODEL = "mit-han-lab/Qwen2-VL-1.5B-Instruct";
 
 /** `model_type` values of the configs hart loads. */
 export const MODEL_TYPES = {
+  /** Accepted `model_type` of the transformer's `llm/config.json`. */
   transformer: ["hart_transformer_t2i"],
+  /** Accepted `model_type` values of the image tokenizer's `tokenizer/config.json`. */
   tokenizer: ["hart_autoencoder_with_disc", "hart_autoencoder"],
 } as const;
 

@@ -14,6 +14,7 @@ export interface LoadProgressEvent extends ProgressEvent {
   readonly stage: "load";
   /** The component. */
   readonly component: "tokenizer" | "transformer" | "diffusion" | "text encoder";
+  /** `start` before the component loads, `step` for its own progress (with `step`/`total`), `end` once loaded. */
   readonly phase: "start" | "step" | "end";
   /** The folder it is loaded from. */
   readonly path: string;
@@ -64,9 +65,12 @@ export interface PretrainedPaths extends Omit<HartModelFolders, "textModelDir"> 
 export const EMA_FILES = ["ema_model.bin", "ema_model.safetensors"] as const;
 
 /** Resolves model and text model (downloading when needed) and loads the four components. */
-export async function loadPretrainedComponents(
-  options: FromPretrainedOptions,
-): Promise<HartPipelineOptions & { paths: PretrainedPaths }> {
+export async function loadPretrainedComponents(options: FromPretrainedOptions): Promise<
+  HartPipelineOptions & {
+    /** The folders the components were loaded from (after any download). */
+    paths: PretrainedPaths;
+  }
+> {
   const onProgress = (event: PretrainedProgressEvent) =>
     emitProgress(options.onProgress as ((e: ProgressEvent) => void) | undefined, event);
   const hub: HubOptions = {

@@ -57,14 +57,13 @@ export interface DiffusionMLPOptions {
   intraOpThreads?: number;
 }
 
-type F32 = Tensor<"float32">;
 interface Linear {
-  wIO: F32;
-  b: F32;
+  wIO: Tensor<"float32">;
+  b: Tensor<"float32">;
 }
 interface ResBlockWeights {
-  lnW: F32;
-  lnB: F32;
+  lnW: Tensor<"float32">;
+  lnB: Tensor<"float32">;
   shift: Linear;
   scale: Linear;
   gate: Linear;
@@ -180,11 +179,11 @@ export class DiffusionMLP {
   }
 
   /** `cond_embed(cND)`: `[N, C]` → `[N, w]`. Computed once per sampling run. */
-  async embedCondition(condND: F32): Promise<F32> {
+  async embedCondition(condND: Tensor<"float32">): Promise<Tensor<"float32">> {
     this.checkRows("condND", condND, this.config.condWidth, "condition width (embed_dim)");
     if (!this.condSession) this.condSession = this.compile(this.buildCondGraph());
     const session = await this.condSession;
-    return (await session.run({ cond: condND })).condEmb as F32;
+    return (await session.run({ cond: condND })).condEmb as Tensor<"float32">;
   }
 
   /**
@@ -195,7 +194,11 @@ export class DiffusionMLP {
    * @param condEmbNW - `[N, w]` from {@link embedCondition}.
    * @returns `[N, 2·Cvae]`: ε, then the variance interpolation values.
    */
-  async predict(xNC: F32, timesteps: number | readonly number[], condEmbNW: F32): Promise<F32> {
+  async predict(
+    xNC: Tensor<"float32">,
+    timesteps: number | readonly number[],
+    condEmbNW: Tensor<"float32">,
+  ): Promise<Tensor<"float32">> {
     const n = this.checkRows("xNC", xNC, this.channels, "latent channels Cvae");
     this.checkRows("condEmbNW", condEmbNW, this.config.width, "width w");
     if (condEmbNW.shape[0] !== n) {
@@ -208,11 +211,15 @@ export class DiffusionMLP {
     if (!this.stepSession) this.stepSession = this.compile(this.buildStepGraph());
     const session = await this.stepSession;
     const out = await session.run({ x: xNC, tFreq: timestepEmbedding(ts, TIMESTEP_FREQUENCIES), condEmb: condEmbNW });
-    return out.out as F32;
+    return out.out as Tensor<"float32">;
   }
 
   /** `SimpleMLPAdaLN.forward(x, t, c)`: {@link embedCondition} then {@link predict}. */
-  async forward(xNC: F32, timesteps: number | readonly number[], condND: F32): Promise<F32> {
+  async forward(
+    xNC: Tensor<"float32">,
+    timesteps: number | readonly number[],
+    condND: Tensor<"float32">,
+  ): Promise<Tensor<"float32">> {
     return this.predict(xNC, timesteps, await this.embedCondition(condND));
   }
 
@@ -223,7 +230,7 @@ export class DiffusionMLP {
     await Promise.all(sessions.map(async (s) => (await s)?.release()));
   }
 
-  private checkRows(name: string, t: F32, width: number, what: string): number {
+  private checkRows(name: string, t: Tensor<"float32">, width: number, what: string): number {
     if (t.dtype !== "float32" || t.shape.length !== 2 || t.shape[1] !== width) {
       throw new HartError(
         "shape",

@@ -157,18 +157,25 @@ function parseCount(s: string, what: string): number {
 export interface DiffusionSchedule {
   /** Original (training-process) timestep of each respaced step. */
   readonly timestepMap: readonly number[];
+  /** iDDPM noise variance `β_t` of each (respaced) step, in (0, 1]. */
   readonly betas: Float64Array;
   /** `log(betas)`: the upper end of the learned-range log variance. */
   readonly logBetas: Float64Array;
+  /** `ᾱ_t = ∏_{s≤t} (1 − β_s)`: the fraction of signal variance left at step t. */
   readonly alphasCumprod: Float64Array;
   /** `[1, alphasCumprod[:-1]]`. */
   readonly alphasCumprodPrev: Float64Array;
+  /** `sqrt(1 / ᾱ_t)`: scales `x_t` in the prediction of `x_0` from ε. */
   readonly sqrtRecipAlphasCumprod: Float64Array;
+  /** `sqrt(1 / ᾱ_t − 1)`: scales ε in the prediction of `x_0` (`x_0 = sqrtRecip·x_t − sqrtRecipm1·ε`). */
   readonly sqrtRecipm1AlphasCumprod: Float64Array;
+  /** Variance `β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)` of the posterior `q(x_{t−1} | x_t, x_0)` (0 at step 0). */
   readonly posteriorVariance: Float64Array;
   /** `log(append(pv[1], pv[1:]))` (empty for a 1-step schedule, like the reference). */
   readonly posteriorLogVarianceClipped: Float64Array;
+  /** Posterior mean coefficient of `x_0`: `β_t sqrt(ᾱ_{t−1}) / (1 − ᾱ_t)`. */
   readonly posteriorMeanCoef1: Float64Array;
+  /** Posterior mean coefficient of `x_t`: `(1 − ᾱ_{t−1}) sqrt(1 − β_t) / (1 − ᾱ_t)`. */
   readonly posteriorMeanCoef2: Float64Array;
 }
 

@@ -2,7 +2,7 @@ import type { Tensor } from "@hart/core";
 
 /**
  * Where the samplers take their Gaussian draws from. Replaying recorded draws
- * (see {@link ReplayNoise}) reproduces a reference run exactly; a seeded
+ * (see {@link @hart/residual-diffusion!ReplayNoise}) reproduces a reference run exactly; a seeded
  * source makes runs repeatable.
  */
 export interface NoiseSource {

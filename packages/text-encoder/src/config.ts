@@ -2,14 +2,23 @@ import { HartError, type ModelConfig, readConfig } from "@hart/core";
 
 /** The fields of a Hugging Face `qwen2` config.json the encoder uses. */
 export interface Qwen2Config {
+  /** Token embedding rows (`vocab_size`). */
   vocabSize: number;
+  /** Width of the hidden states (`hidden_size`). */
   hiddenSize: number;
+  /** Width of each MLP's SiLU-gated inner layer (`intermediate_size`). */
   intermediateSize: number;
+  /** Number of decoder layers (`num_hidden_layers`). */
   numLayers: number;
+  /** Query heads per attention layer (`num_attention_heads`). */
   numHeads: number;
+  /** Key/value heads for grouped-query attention (`num_key_value_heads`, default {@link numHeads}); divides {@link numHeads}. */
   numKvHeads: number;
+  /** Per-head dimension, even (`head_dim`, default `hidden_size / num_attention_heads`). */
   headDim: number;
+  /** Epsilon of every RMSNorm (`rms_norm_eps`, default 1e-6). */
   rmsNormEps: number;
+  /** RoPE base frequency θ (`rope_theta`, default 10000). */
   ropeTheta: number;
   /** Only applies when `use_sliding_window` is true; `null` otherwise. */
   slidingWindow: number | null;

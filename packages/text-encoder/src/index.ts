@@ -1,5 +1,5 @@
 export { parseQwen2Config, type Qwen2Config, readQwen2Config } from "./config";
-export { PromptTokenizer, type PromptTokenizerSettings } from "./prompt-tokenizer";
+export { PromptTokenizer, type PromptTokenizerSettings, type SequenceSide } from "./prompt-tokenizer";
 export {
   DEFAULT_MAX_TOKEN_LENGTH,
   type Qwen2FromPretrainedOptions,

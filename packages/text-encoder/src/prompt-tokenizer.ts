@@ -3,16 +3,17 @@ import { join } from "node:path";
 import { HartError, type Tensor, tensor } from "@hart/core";
 import { Tokenizer } from "@huggingface/tokenizers";
 
-type Side = "left" | "right";
+/** Which end of a token sequence padding or truncation applies to. */
+export type SequenceSide = "left" | "right";
 
 /** What `tokenizer_config.json` says about padding and truncation, resolved. */
 export interface PromptTokenizerSettings {
   /** Id of the pad token (`pad_token` of tokenizer_config.json). */
   padId: number;
   /** Where padding goes (`padding_side`, default `"right"` as in `transformers`). */
-  paddingSide: Side;
+  paddingSide: SequenceSide;
   /** Which end truncation cuts (`truncation_side`, default `"right"`). */
-  truncationSide: Side;
+  truncationSide: SequenceSide;
 }
 
 function readJsonFile(file: string, what: string): Record<string, unknown> {
@@ -26,7 +27,7 @@ function readJsonFile(file: string, what: string): Record<string, unknown> {
   }
 }
 
-function side(config: Record<string, unknown>, key: string, file: string): Side {
+function side(config: Record<string, unknown>, key: string, file: string): SequenceSide {
   const v = config[key] ?? "right";
   if (v !== "left" && v !== "right") {
     throw new HartError("tokenizer", `${file}: "${key}" must be "left" or "right", found ${JSON.stringify(v)}`);
@@ -53,7 +54,7 @@ export class PromptTokenizer {
 
   /**
    * Loads `<dir>/tokenizer.json` and `<dir>/tokenizer_config.json`. Throws a
-   * {@link HartError} naming the file when one is missing or malformed, or
+   * {@link @hart/core!HartError} naming the file when one is missing or malformed, or
    * when the config names no pad token that the vocabulary knows.
    */
   static fromDir(dir: string): PromptTokenizer {

@@ -106,7 +106,7 @@ export class Qwen2TextEncoder implements TextEncoder {
    * the tokenizer files and the weights (`model.safetensors`, sharded
    * safetensors or `pytorch_model.bin`; keys with or without the `model.`
    * prefix; `lm_head` is ignored). Missing files, keys or wrong shapes throw a
-   * {@link HartError} naming them.
+   * {@link @hart/core!HartError} naming them.
    */
   static async fromPretrained(dir: string, options: Qwen2FromPretrainedOptions = {}): Promise<Qwen2TextEncoder> {
     const config = readQwen2Config(dir);

@@ -28,19 +28,35 @@ import {
 } from "@hart/core";
 import type { Qwen2Config } from "./config";
 
-/** The weights of one decoder layer (PyTorch layouts, `[out, in]` for projections). */
+/**
+ * The weights of one decoder layer (PyTorch layouts, `[out, in]` for projections), with their `layers.N.` checkpoint
+ * keys. Shapes: D = `hidden_size`, H = `num_attention_heads`, Hkv = `num_key_value_heads`, d = `head_dim`,
+ * I = `intermediate_size`.
+ */
 export interface Qwen2LayerWeights {
+  /** RMSNorm scale before attention `[D]` (`input_layernorm.weight`). */
   inputNorm: Tensor;
+  /** Query projection `[H·d, D]` (`self_attn.q_proj.weight`). */
   qW: Tensor;
+  /** Query bias `[H·d]` (`self_attn.q_proj.bias`). */
   qB: Tensor;
+  /** Key projection `[Hkv·d, D]` (`self_attn.k_proj.weight`). */
   kW: Tensor;
+  /** Key bias `[Hkv·d]` (`self_attn.k_proj.bias`). */
   kB: Tensor;
+  /** Value projection `[Hkv·d, D]` (`self_attn.v_proj.weight`). */
   vW: Tensor;
+  /** Value bias `[Hkv·d]` (`self_attn.v_proj.bias`). */
   vB: Tensor;
+  /** Attention output projection `[D, H·d]`, no bias (`self_attn.o_proj.weight`). */
   oW: Tensor;
+  /** RMSNorm scale before the MLP `[D]` (`post_attention_layernorm.weight`). */
   postNorm: Tensor;
+  /** MLP gate projection `[I, D]`, SiLU-activated (`mlp.gate_proj.weight`). */
   gateW: Tensor;
+  /** MLP up projection `[I, D]` (`mlp.up_proj.weight`). */
   upW: Tensor;
+  /** MLP down projection `[D, I]` (`mlp.down_proj.weight`). */
   downW: Tensor;
 }
 
@@ -64,6 +80,7 @@ export const PART_IO = {
   mask: "attention_mask",
   /** `[B, S, D]` float32 residual stream between parts. */
   hiddenIn: "hidden_in",
+  /** `[B, S, D]` float32 residual stream passed to the next part (parts without the final norm). */
   hiddenOut: "hidden_out",
   /** `[1]` int64: the final part returns positions `from..S-1` only. */
   from: "from",

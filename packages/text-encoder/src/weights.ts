@@ -68,7 +68,15 @@ function layerShapes(c: Qwen2Config): Record<keyof Qwen2LayerWeights, number[]> 
 const SMALL = new Set<keyof Qwen2LayerWeights>(["inputNorm", "postNorm", "qB", "kB", "vB"]);
 
 /** Bytes of one decoder layer's weights and of the embedding table when stored as `dtype`. */
-export function weightBytes(c: Qwen2Config, dtype: WeightDType): { layer: number; embed: number } {
+export function weightBytes(
+  c: Qwen2Config,
+  dtype: WeightDType,
+): {
+  /** Bytes of one decoder layer (projections as `dtype`, norms and biases as float32). */
+  layer: number;
+  /** Bytes of the `[vocab, hidden]` embedding table as `dtype`. */
+  embed: number;
+} {
   const size = dtype === "float32" ? 4 : 2;
   let layer = 0;
   for (const [name, shape] of Object.entries(layerShapes(c))) {
@@ -80,9 +88,13 @@ export function weightBytes(c: Qwen2Config, dtype: WeightDType): { layer: number
 
 /** Which layers each compiled part holds. */
 export interface PartPlan {
+  /** Whether the part starts with the token embedding (takes `input_ids`); true only for the first part. */
   embed: boolean;
+  /** Index of the part's first decoder layer in the whole model. */
   firstLayer: number;
+  /** Number of consecutive decoder layers in the part (may be 0). */
   numLayers: number;
+  /** Whether the part ends with the final RMSNorm (returns `last_hidden_state`); true only for the last part. */
   finalNorm: boolean;
 }
 

@@ -1,5 +1,5 @@
 export { parseTokenizerConfig, readTokenizerConfig, type TokenizerConfig } from "./config";
-export type { AttentionKind } from "./graph/layers";
+export type { AttentionKind, Weights as AutoencoderWeights } from "./graph/layers";
 export { imageToUnit } from "./image";
 export { linspace, nearestTick, phiTicks } from "./phi";
 export { HartQuantizer, type QuantizedLatent, type QuantizerOptions } from "./quantizer";

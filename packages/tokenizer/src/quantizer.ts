@@ -116,7 +116,12 @@ export class HartQuantizer implements ScaleQuantizer {
     si: number,
     fHatBCHW: Tensor<"float32">,
     hBChw: Tensor<"float32">,
-  ): Promise<{ fHatBCHW: Tensor<"float32">; nextBChw: Tensor<"float32"> | null }> {
+  ): Promise<{
+    /** The updated accumulated latent `fHat'`, `[B, Cvae, HW, HW]` (a new tensor). */
+    fHatBCHW: Tensor<"float32">;
+    /** `fHat'` area-downsampled to the next scale, `[B, Cvae, pn', pn']` with `pn' = patchNums[si+1]`; `null` at the last scale. */
+    nextBChw: Tensor<"float32"> | null;
+  }> {
     const SN = this.patchNums.length;
     if (!Number.isInteger(si) || si < 0 || si >= SN) {
       throw new HartError("argument", `nextScaleInput: scale index si=${si} must be an integer in [0, ${SN - 1}]`);

@@ -4,6 +4,7 @@
  * tests that need the release's shapes without its weights (see `randomTokenizerStateDict`).
  */
 export const RELEASE_TOKENIZER_CONFIG: Readonly<Record<string, unknown>> & {
+  /** Side lengths pn of the token grid at each scale, coarse to fine (`v_patch_nums` in config.json). */
   readonly v_patch_nums: readonly number[];
 } = Object.freeze({
   model_type: "hart_autoencoder_with_disc",

@@ -33,10 +33,12 @@ export type Dim = number | string;
 
 /** A float attribute (plain JS numbers that are integers become int attributes). */
 export interface FloatAttr {
+  /** The attribute's value, stored as an ONNX `FLOAT` attribute even when it is an integer. */
   readonly float: number;
 }
 /** A list-of-floats attribute. */
 export interface FloatsAttr {
+  /** The attribute's values, stored as an ONNX `FLOATS` attribute. */
   readonly floats: readonly number[];
 }
 /**
@@ -73,13 +75,17 @@ export interface FileTensor {
   readonly file: string;
   /** Byte offset of the first element. */
   readonly offset: number;
+  /** Element type of the stored values (little-endian). */
   readonly dtype: DType;
+  /** Dimensions, outermost first; the bytes are the row-major elements of this shape. */
   readonly shape: readonly number[];
 }
 
 /** Name, element type and shape of a graph input or output, as declared in the builder. */
 export interface ValueSpec {
+  /** The input's or output's name in the graph (the feed / fetch key). */
   readonly name: string;
+  /** Declared element type. */
   readonly dtype: DType;
   /** Declared dimensions (numbers are fixed, strings symbolic); `undefined` when no shape was declared. */
   readonly shape?: readonly Dim[];
@@ -102,7 +108,12 @@ export interface BuiltModel {
    * In-memory external data "files" the model refers to, one per initializer of at least
    * `externalThreshold` bytes; each `data` is a view of the weight tensor's own buffer.
    */
-  readonly externalData: readonly { path: string; data: Uint8Array }[];
+  readonly externalData: readonly {
+    /** File name the initializer's `location` entry refers to (`<initializer name>.bin`). */
+    path: string;
+    /** The initializer's raw little-endian bytes. */
+    data: Uint8Array;
+  }[];
   /**
    * The folder that file-backed weights ({@link GraphBuilder.fileWeight}) are relative to; `createSession`
    * passes it to onnxruntime (`session.model_external_initializers_file_folder_path`). Absent when the

@@ -31,7 +31,9 @@ export type AttentionImpl = "mha" | "matmul";
 
 /** How a graph is emitted: which operator forms, at which precision. */
 export interface GraphForm {
+  /** Operator forms: standard ONNX ops (`plain`) or onnxruntime's fused CUDA operators (`fused`). */
   readonly flavour: GraphFlavour;
+  /** Element type of activations and weights (`float16` needs the fused flavour or MatMul attention). */
   readonly precision: GraphPrecision;
   /** The plain flavour's unmasked attention (default `"mha"`); the fused flavour always uses `MultiHeadAttention`. */
   readonly attention?: AttentionImpl;
@@ -155,7 +157,12 @@ export function addRmsNorm(
   eps: number,
   width: number,
   w?: Tensor,
-): { sum: Value; y: Value } {
+): {
+  /** The residual sum `x + residual`, `[..., width]` (the next residual stream). */
+  sum: Value;
+  /** RMSNorm of {@link sum}, `[..., width]`. */
+  y: Value;
+} {
   if (form.flavour === "plain") {
     const sum = g.op("Add", [x, residual]);
     return { sum, y: rmsNormOf(g, form, sum, eps, width, w) };
@@ -176,8 +183,11 @@ export function addRmsNorm(
  * (token t of every row then uses row `offset + t`).
  */
 export interface RotaryCaches {
+  /** Cosine cache `[P, d/2]`: one row of pair angles per position. */
   readonly cos: Value;
+  /** Sine cache `[P, d/2]`, same rows as {@link cos}. */
   readonly sin: Value;
+  /** Each token's row in the caches: int64 `[N, l]` ids, or a `[1]` offset. */
   readonly positionIds: Value;
 }
 
@@ -205,7 +215,9 @@ export function rotaryEmbedding(
  * `rotate_half(x) = cat(−x2, x1)`).
  */
 export interface RopeTables {
+  /** Cosine of each token's angle per head-dimension element, `[N, l, headDim]`. */
   readonly cos: Value;
+  /** Sine of each token's angle per head-dimension element, `[N, l, headDim]` (see {@link foldedSign}). */
   readonly sin: Value;
   /** `sin` has rotate_half's sign folded in: its first half is negated (`y = x·cos + cat(x2, x1)·sin`). */
   readonly foldedSign?: boolean;
@@ -219,7 +231,9 @@ export interface RopeTables {
 
 /** Options of {@link ropeOf}. */
 export interface RopeOptions {
+  /** Number of attention heads H packed in the last axis of each value (`heads·headDim`). */
   readonly heads: number;
+  /** Per-head dimension d (even); the tables' last axis. */
   readonly headDim: number;
 }
 
@@ -305,6 +319,7 @@ export interface CachedAttention {
   readonly o: Value;
   /** This call's keys/values in the cache layout (`[N, l, H·d]` or `[N, H, l, d]`), for the caller to append. */
   readonly k: Value;
+  /** This call's values, laid out like {@link k}. */
   readonly v: Value;
   /**
    * The whole updated cache in the cache layout (`[N, P+l, H·d]`, or `MultiHeadAttention`'s `present_key`/
@@ -313,6 +328,7 @@ export interface CachedAttention {
    * the `@hart/kernels-cuda` README).
    */
   readonly presentK?: Value;
+  /** The whole updated value cache, laid out like {@link presentK}. */
   readonly presentV?: Value;
 }
 
@@ -388,7 +404,9 @@ export function attentionWithCache(
 
 /** Options of {@link groupNormOf}. */
 export interface GroupNormOptions {
+  /** Number of channel groups normalised together; must divide the channel count C. */
   readonly groups: number;
+  /** Epsilon added to the variance before the square root. */
   readonly eps: number;
   /** Apply SiLU after the norm (fused into the CUDA kernel). */
   readonly silu?: boolean;

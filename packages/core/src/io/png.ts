@@ -11,7 +11,9 @@ import { HartError } from "../errors";
 
 /** An 8-bit RGB image, row-major HWC: `data[(y * width + x) * 3 + c]`. */
 export interface RgbImage {
+  /** Width in pixels (columns). */
   readonly width: number;
+  /** Height in pixels (rows). */
   readonly height: number;
   /** `width * height * 3` bytes. */
   readonly data: Uint8Array;
