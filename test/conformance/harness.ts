@@ -117,6 +117,7 @@ function asNumbers(t: Tensor): Float64Array {
 /** What a case runner gets: the set, the case's JSON and tensors, and a comparer that records results. */
 export class CaseContext {
   readonly results: Comparison[] = [];
+  // biome-ignore lint/suspicious/noExplicitAny: each case JSON has its own fields; its runner reads them
   readonly json: Record<string, any>;
   readonly tensors: StateDict;
   constructor(
