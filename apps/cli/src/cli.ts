@@ -48,8 +48,11 @@ export function addModelOptions(cmd: Command, withText = true): Command {
       new Option("--device <device>", "where the graphs run").choices(["cpu", "cuda", "webgpu"]).default("cpu"),
     )
     .addOption(
-      new Option("--dtype <dtype>", "weight precision of the transformer and text encoder")
-        .choices(["float32", "float16"])
+      new Option(
+        "--dtype <dtype>",
+        "weight precision of the transformer and text encoder (int8: the transformer's blocks on CPU, faster and not exact; the text encoder stays float32)",
+      )
+        .choices(["float32", "float16", "int8"])
         .default("float32"),
     )
     .option("--no-ema", "use the base weights instead of ema_model.bin (the release uses EMA)")

@@ -8,7 +8,7 @@ export interface ModelOptions {
   model: string;
   textModel?: string;
   device: "cpu" | "cuda" | "webgpu";
-  dtype: "float32" | "float16";
+  dtype: "float32" | "float16" | "int8";
   ema: boolean;
   revision: string;
   cacheDir?: string;

@@ -59,9 +59,12 @@ export interface HartTransformerOptions {
    * Precision of the transformer blocks (default `"float32"`). `"float16"` runs the blocks' weights, activations
    * and KV cache in float16 (the small graphs around them stay float32; norms keep float32 statistics); it needs
    * the fused flavour (`device: "cuda"` or `graphFlavour: "fused"`) or MatMul/Softmax attention (`device:
-   * "webgpu"` or `attention: "matmul"`), and the llama attention of the released models.
+   * "webgpu"` or `attention: "matmul"`), and the llama attention of the released models. `"int8"` (CPU only) stores
+   * the blocks' linear weights as per-channel int8 and quantizes their inputs on the fly (`DynamicQuantizeMatMul`,
+   * `@hart/core`'s `linearInt8`): about 2–3× faster on CPU and a quarter of the block weights' memory, not exact
+   * (activations, norms, attention and the KV cache stay float32).
    */
-  dtype?: "float32" | "float16";
+  dtype?: "float32" | "float16" | "int8";
   /**
    * How the plain flavour computes attention (default `"matmul"` on `webgpu`, `"mha"` elsewhere; see
    * `@hart/core`'s `AttentionImpl`).
@@ -179,11 +182,16 @@ export async function compileTransformer(
   };
   const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour, attention: options.attention });
   // graphForm refuses float16 where the form cannot run it (and a dtype that is not a precision) with a clear message
+  const dtype = options.dtype ?? "float32";
+  if (dtype !== "float32" && dtype !== "float16" && dtype !== "int8") {
+    throw new HartError("argument", `dtype must be "float32", "float16" or "int8", got ${JSON.stringify(dtype)}`);
+  }
   const blockForm = graphForm({
     device: options.device,
     graphFlavour: options.graphFlavour,
-    precision: options.dtype,
+    precision: dtype === "int8" ? "float32" : dtype,
     attention: options.attention,
+    linear: dtype === "int8" ? "int8" : undefined,
   });
   if (blockForm.precision !== "float32" && cfg.attnType !== "llama") {
     throw new HartError("unsupported", `unsupported: dtype=${options.dtype} with attn_type=${cfg.attnType}`);

@@ -9,6 +9,7 @@ export * from "./device-tensor";
 export * from "./errors";
 export * from "./graph/builder";
 export * from "./graph/fused";
+export * from "./graph/int8";
 export * from "./graph/nn";
 export * from "./io/image";
 export * from "./io/png";

@@ -29,7 +29,7 @@ const runs = Math.max(1, Number(arg("runs", "2")));
 const PYTORCH_256PX_S = 27;
 
 const device = arg("device", "cpu") as Device;
-const dtype = arg("dtype", "float32") as "float32" | "float16";
+const dtype = arg("dtype", "float32") as "float32" | "float16" | "int8";
 
 async function child(end: number): Promise<void> {
   if (device !== "cpu") registerGpuProviders();

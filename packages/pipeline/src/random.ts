@@ -24,8 +24,8 @@ export interface RandomPipelineOptions {
   resolution?: number;
   /** Where the graphs run (default `"cpu"`). */
   device?: Device;
-  /** Precision of the transformer blocks (default `"float32"`; `"float16"` needs their fused forms). */
-  dtype?: "float32" | "float16";
+  /** Precision of the transformer blocks (default `"float32"`; `"float16"` needs their fused forms; `"int8"`: CPU). */
+  dtype?: "float32" | "float16" | "int8";
   /** Seed of the random weights (default 0). */
   seed?: number;
   /** Threads per onnxruntime op (default: onnxruntime's choice). */

@@ -10,14 +10,13 @@ import {
   addRmsNorm,
   attentionWithCache,
   type BuiltModel,
-  formWeight,
   GraphBuilder,
   type GraphForm,
   geluTanh,
   HartError,
   kvLayoutOf,
   layerNorm,
-  linearOI,
+  linearOf,
   PLAIN_FORM,
   rmsNormOf,
   ropeOf,
@@ -93,12 +92,6 @@ function l2PerHead(g: GraphBuilder, form: GraphForm, x: Value, heads: number, hd
   return toFormPrecision(g, form, g.op("Reshape", [y, g.ints([0, 0, heads * hd])]));
 }
 
-/** `x @ wOIᵀ (+ b)` with the weights in the form's precision (the plain form's ops are those of `linearOI`). */
-function lin(g: GraphBuilder, form: GraphForm, x: Value, wOI: Tensor, b?: Tensor): Value {
-  const y = linearOI(g, x, formWeight(g, form, wOI));
-  return b ? g.op("Add", [y, formWeight(g, form, b)]) : y;
-}
-
 /** `norm(x)·(1+scale)+shift` when modulated, else `norm(x)`. */
 function modulatedNorm(
   g: GraphBuilder,
@@ -172,7 +165,7 @@ export function buildBlockGraph(
 
   // attention
   const h1 = modulatedNorm(g, cfg, x, w, mods && { scale: mods[2], shift: mods[4] }, form);
-  const qkv = lin(g, form, h1, w.qkvOI, w.qkvBias);
+  const qkv = linearOf(g, form, h1, w.qkvOI, w.qkvBias);
   let [q, k, v] = g.opMulti("Split", [qkv, g.ints([C, C, C])], { axis: -1 }, { outputs: 3 });
   if (cfg.attnL2Norm) {
     q = l2PerHead(g, form, q, H, hd, w.l2Scale);
@@ -195,7 +188,7 @@ export function buildBlockGraph(
   // Plain: 3-D Q/K/V without mask or bias keeps onnxruntime on its flash-attention path (no L×P score matrix).
   const scale = cfg.attnL2Norm ? 1 : Math.fround(0.25 / Math.sqrt(hd));
   const att = attentionWithCache(g, form, { q, k, v }, { k: pastK, v: pastV }, { heads: H, scale });
-  let o = lin(g, form, att.o, w.projOI, w.projB);
+  let o = linearOf(g, form, att.o, w.projOI, w.projB);
   if (mods) o = g.op("Mul", [o, mods[0]]);
   let x1: Value;
   let h2: Value;
@@ -215,13 +208,13 @@ export function buildBlockGraph(
     const hidden = w.ffn.downOI.shape[1];
     const [gate, up] = g.opMulti(
       "Split",
-      [lin(g, form, h2, w.ffn.gateUpOI), g.ints([hidden, hidden])],
+      [linearOf(g, form, h2, w.ffn.gateUpOI), g.ints([hidden, hidden])],
       { axis: -1 },
       { outputs: 2 },
     );
-    ff = lin(g, form, g.op("Mul", [silu(g, gate), up]), w.ffn.downOI);
+    ff = linearOf(g, form, g.op("Mul", [silu(g, gate), up]), w.ffn.downOI);
   } else {
-    ff = lin(g, form, geluTanh(g, lin(g, form, h2, w.ffn.fc1OI, w.ffn.fc1B)), w.ffn.fc2OI, w.ffn.fc2B);
+    ff = linearOf(g, form, geluTanh(g, linearOf(g, form, h2, w.ffn.fc1OI, w.ffn.fc1B)), w.ffn.fc2OI, w.ffn.fc2B);
   }
   if (mods) ff = g.op("Mul", [ff, mods[1]]);
   const y = g.op("Add", [x1, ff]);

@@ -13,7 +13,8 @@ import { HartError } from "../errors";
 import { type DeviceChoice, resolveDevice } from "../session";
 import { type Tensor, tensor, toFloat16, toFloat32 } from "../tensor";
 import { f, type GraphBuilder, type Value } from "./builder";
-import { rmsNorm, silu } from "./nn";
+import { linearInt8, quantizeLinearInt8 } from "./int8";
+import { linearOI, rmsNorm, silu } from "./nn";
 
 /** `plain`: standard ONNX ops only. `fused`: onnxruntime's fused CUDA operators (see the module comment). */
 export type GraphFlavour = "plain" | "fused";
@@ -29,6 +30,12 @@ export type GraphPrecision = "float32" | "float16";
  */
 export type AttentionImpl = "mha" | "matmul";
 
+/**
+ * How linear layers multiply by their weight matrices: `float`, in the form's precision; `int8`, with int8 weights
+ * and activations quantized on the fly (`DynamicQuantizeMatMul`, see `linearInt8`): faster on CPU, not exact.
+ */
+export type LinearImpl = "float" | "int8";
+
 /** How a graph is emitted: which operator forms, at which precision. */
 export interface GraphForm {
   /** Operator forms: standard ONNX ops (`plain`) or onnxruntime's fused CUDA operators (`fused`). */
@@ -37,6 +44,8 @@ export interface GraphForm {
   readonly precision: GraphPrecision;
   /** The plain flavour's unmasked attention (default `"mha"`); the fused flavour always uses `MultiHeadAttention`. */
   readonly attention?: AttentionImpl;
+  /** How {@link linearOf} multiplies by weight matrices (default `"float"`); `"int8"` only in the plain float32 form on CPU. */
+  readonly linear?: LinearImpl;
 }
 
 /** Plain ops in float32: the CPU path. */
@@ -52,6 +61,8 @@ export interface GraphFormOptions {
   precision?: GraphPrecision;
   /** The plain flavour's attention (default: `"matmul"` on `webgpu`, `"mha"` elsewhere; see {@link AttentionImpl}). */
   attention?: AttentionImpl;
+  /** Linear layers' weights (default `"float"`; `"int8"`: CPU, plain float32 form; see {@link LinearImpl}). */
+  linear?: LinearImpl;
 }
 
 /** The flavour for a device: `fused` on `cuda`, `plain` elsewhere; `forced` wins when given. */
@@ -74,6 +85,16 @@ export function graphForm(options: GraphFormOptions = {}): GraphForm {
   if (precision !== "float32" && precision !== "float16") {
     throw new HartError("argument", `precision must be "float32" or "float16", got ${JSON.stringify(precision)}`);
   }
+  const linear = options.linear ?? "float";
+  if (linear !== "float" && linear !== "int8") {
+    throw new HartError("argument", `linear must be "float" or "int8", got ${JSON.stringify(linear)}`);
+  }
+  if (linear === "int8" && (flavour !== "plain" || precision !== "float32" || (device ?? "cpu") !== "cpu")) {
+    throw new HartError(
+      "unsupported",
+      `unsupported: int8 linear layers on device "${device ?? "cpu"}" with ${flavour} ${precision} graphs: onnxruntime's DynamicQuantizeMatMul runs on the CPU, in float32 graphs of the plain flavour`,
+    );
+  }
   if (flavour === "plain") {
     const attention = options.attention ?? (device === "webgpu" ? "matmul" : "mha");
     if (attention !== "mha" && attention !== "matmul") {
@@ -85,6 +106,7 @@ export function graphForm(options: GraphFormOptions = {}): GraphForm {
         'unsupported: float16 graphs on this device: they need the fused forms (the default on device "cuda"; graphFlavour: "fused" forces them) or MatMul/Softmax attention (the default on "webgpu"; attention: "matmul")',
       );
     }
+    if (linear === "int8") return Object.freeze({ flavour, precision, attention, linear });
     return attention === "mha" ? PLAIN_FORM : Object.freeze({ flavour, precision, attention });
   }
   return Object.freeze({ flavour, precision });
@@ -117,6 +139,17 @@ export function formWeight(g: GraphBuilder, form: GraphForm, t: Tensor): Value {
     converted.set(t, c);
   }
   return g.weight(c);
+}
+
+/**
+ * `x @ wOIᵀ (+ b)` for a PyTorch-layout `[out, in]` weight, as the form says: `FusedMatMul` with the weight in the
+ * form's precision ({@link linearOI}), or `DynamicQuantizeMatMul` with the weight quantized to int8 here (`int8`
+ * forms; `x` float32).
+ */
+export function linearOf(g: GraphBuilder, form: GraphForm, x: Value, wOI: Tensor, b?: Tensor): Value {
+  if (form.linear === "int8") return linearInt8(g, x, quantizeLinearInt8(wOI), b);
+  const y = linearOI(g, x, formWeight(g, form, wOI));
+  return b ? g.op("Add", [y, formWeight(g, form, b)]) : y;
 }
 
 function ones(n: number): Tensor<"float32"> {
