@@ -50,7 +50,7 @@ export function addModelOptions(cmd: Command, withText = true): Command {
     .addOption(
       new Option(
         "--dtype <dtype>",
-        "weight precision of the transformer and text encoder (int8: the transformer's blocks on CPU, faster and not exact; the text encoder stays float32)",
+        "weight precision of the transformer and text encoder (int8: their linear layers quantized, CPU only, faster and not exact)",
       )
         .choices(["float32", "float16", "int8"])
         .default("float32"),

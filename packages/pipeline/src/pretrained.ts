@@ -43,9 +43,9 @@ export interface FromPretrainedOptions
   device?: Device;
   /**
    * Weight precision of the two large models, transformer and text encoder (default `"float32"`); one
-   * that runs in float32 only rejects `"float16"` with a clear error. `"int8"` (CPU) quantizes the transformer's
-   * blocks (see `@hart/ar`'s `HartTransformerOptions.dtype`: faster, not exact) and keeps the text encoder in
-   * float32. The tokenizer and the diffusion head always run in float32.
+   * that runs in float32 only rejects `"float16"` with a clear error. `"int8"` (CPU) quantizes the transformer
+   * blocks' and the text encoder's linear layers (`DynamicQuantizeMatMul`: faster, not exact). The tokenizer and the
+   * diffusion head always run in float32.
    */
   dtype?: "float32" | "float16" | "int8";
   /** Use the EMA weights (`ema_model.bin`, or `ema_model.safetensors`) like the release (default true). */
@@ -135,7 +135,6 @@ export async function loadPretrainedComponents(options: FromPretrainedOptions): 
   const loadTextEncoder = step("text encoder", textModelDir, () =>
     Qwen2TextEncoder.fromPretrained(textModelDir, {
       ...large,
-      dtype: options.dtype === "int8" ? "float32" : options.dtype,
       onProgress: stepProgress("text encoder", textModelDir),
     }),
   );

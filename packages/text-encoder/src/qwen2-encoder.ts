@@ -132,26 +132,35 @@ export class Qwen2TextEncoder implements TextEncoder {
     options: Qwen2FromWeightsOptions = {},
   ): Promise<Qwen2TextEncoder> {
     const dtype = options.dtype ?? "float32";
-    if (!["float32", "float16", "bfloat16"].includes(dtype)) {
-      throw new HartError("argument", `dtype must be "float32", "float16" or "bfloat16", got ${JSON.stringify(dtype)}`);
+    if (!["float32", "float16", "bfloat16", "int8"].includes(dtype)) {
+      throw new HartError(
+        "argument",
+        `dtype must be "float32", "float16", "bfloat16" or "int8", got ${JSON.stringify(dtype)}`,
+      );
     }
+    // int8 quantizes float32 weights part by part as each part's graph is built
+    const storage = dtype === "int8" ? "float32" : dtype;
     const source = typeof weights === "function" ? weights : stateDictSource(weights);
-    const plans = planParts(config, dtype, options.partBytes ?? DEFAULT_PART_BYTES);
+    const plans = planParts(config, storage, options.partBytes ?? DEFAULT_PART_BYTES);
     const sessionOptions: SessionOptions = {
       device: options.device,
       intraOpThreads: options.intraOpThreads,
       // Many sessions run one after another: an arena per session would keep each one's activations resident.
       enableCpuMemArena: false,
-      ...(dtype === "float32" ? {} : SIXTEEN_BIT_SESSION),
+      ...(storage === "float32" ? {} : SIXTEEN_BIT_SESSION),
     };
-    const form = graphForm({ device: options.device, graphFlavour: options.graphFlavour });
+    const form = graphForm({
+      device: options.device,
+      graphFlavour: options.graphFlavour,
+      linear: dtype === "int8" ? "int8" : undefined,
+    });
     const parts: Part[] = [];
     const started = performance.now();
     try {
       for (const plan of plans) {
         const model = buildQwen2Part(
           config,
-          takePart(config, plan, source, dtype, options.sourceName ?? "weights"),
+          takePart(config, plan, source, storage, options.sourceName ?? "weights"),
           form,
         );
         parts.push({

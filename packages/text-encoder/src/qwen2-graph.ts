@@ -7,7 +7,8 @@
  * Activations are float32 throughout. Projections use the checkpoint's
  * PyTorch layout `[out, in]` as is (`linearOI`: a matmul with transB), so no
  * weight is ever transposed; 16-bit weights are cast to float32 right before
- * use.
+ * use. A form with `linear: "int8"` quantizes the projections instead
+ * (`DynamicQuantizeMatMul`, CPU).
  */
 import {
   addRmsNorm,
@@ -15,8 +16,10 @@ import {
   GraphBuilder,
   type GraphForm,
   HartError,
+  linearInt8,
   linearOI,
   PLAIN_FORM,
+  quantizeLinearInt8,
   type RotaryCaches,
   rmsNorm,
   rmsNormOf,
@@ -95,9 +98,16 @@ function asFloat(g: GraphBuilder, t: Tensor): Tensor | Value {
   return t.dtype === "float32" ? t : g.op("Cast", [g.weight(t)], { to: FLOAT });
 }
 
-/** PyTorch `Linear`: `x @ w.T (+ b)` with `w` as stored (`[out, in]`, never transposed). */
-function linear(g: GraphBuilder, xND: Value, w: Tensor, b?: Tensor): Value {
-  return linearOI(g, xND, asFloat(g, w), b);
+/** PyTorch `Linear`: `x @ w.T (+ b)` for `w` as stored (`[out, in]`). */
+type Linear = (xND: Value, w: Tensor, b?: Tensor) => Value;
+
+/**
+ * The form's linear layers: `w` used as stored (never transposed; 16-bit weights cast right before use), or, with
+ * `linear: "int8"`, quantized to per-channel int8 for `DynamicQuantizeMatMul`.
+ */
+function linearFor(g: GraphBuilder, form: GraphForm): Linear {
+  if (form.linear === "int8") return (xND, w, b) => linearInt8(g, xND, quantizeLinearInt8(w), b);
+  return (xND, w, b) => linearOI(g, xND, asFloat(g, w), b);
 }
 
 /**
@@ -121,6 +131,8 @@ interface Shared {
   shapeQ: Value;
   shapeKV: Value;
   shapeND: Value;
+  /** The form's linear layer. */
+  linear: Linear;
   /** Fused form only: `RotaryEmbedding`'s caches `[S, hd/2]` (positions 0..S-1, offset 0). */
   rotary?: RotaryCaches;
   /** Fused form only: the mask as `MultiHeadAttention`'s `attention_bias` `[B, 1, S, S]`, and `[B, S, H·hd]`. */
@@ -159,6 +171,7 @@ function sharedValues(g: GraphBuilder, c: Qwen2Config, maskBS: Value, form: Grap
     shapeQ: g.op("Concat", [shapeBS, kvd], { axis: 0 }),
     shapeKV: g.op("Concat", [shapeBS, g.ints([c.numKvHeads, 1, c.headDim])], { axis: 0 }),
     shapeND: g.ints([-1, c.numHeads * c.headDim]),
+    linear: linearFor(g, form),
   };
   if (form.flavour === "fused") {
     // the same angles as the plain tables (cat(angles, angles)), one cache row per position
@@ -183,9 +196,9 @@ function rope(g: GraphBuilder, x: Value, s: Shared, headDim: number): Value {
 /** Grouped-query self-attention of one layer on `hND` (already normed); returns `[N, H·hd]` before o_proj. */
 function attention(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWeights, s: Shared): Value {
   // Query head h = kv·G + g uses KV head kv (HF repeat_kv), so q splits as [B, S, KV, G, hd].
-  const q = rope(g, g.op("Reshape", [linear(g, hND, w.qW, w.qB), s.shapeQ]), s, c.headDim);
-  const k = rope(g, g.op("Reshape", [linear(g, hND, w.kW, w.kB), s.shapeKV]), s, c.headDim);
-  const v = g.op("Reshape", [linear(g, hND, w.vW, w.vB), s.shapeKV]);
+  const q = rope(g, g.op("Reshape", [s.linear(hND, w.qW, w.qB), s.shapeQ]), s, c.headDim);
+  const k = rope(g, g.op("Reshape", [s.linear(hND, w.kW, w.kB), s.shapeKV]), s, c.headDim);
+  const v = g.op("Reshape", [s.linear(hND, w.vW, w.vB), s.shapeKV]);
   const qBKGSd = g.op("Transpose", [q], { perm: [0, 2, 3, 1, 4] });
   const kBK1dS = g.op("Transpose", [k], { perm: [0, 2, 3, 4, 1] });
   const vBK1Sd = g.op("Transpose", [v], { perm: [0, 2, 3, 1, 4] });
@@ -202,11 +215,11 @@ function attention(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWei
 function attentionFused(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2LayerWeights, s: Shared): Value {
   const rotate = (xND: Value, heads: number) =>
     rotaryEmbedding(g, g.op("Reshape", [xND, s.shapeBSC!]), s.rotary!, heads, c.headDim);
-  const q = rotate(linear(g, hND, w.qW, w.qB), c.numHeads);
+  const q = rotate(s.linear(hND, w.qW, w.qB), c.numHeads);
   const repeatKv = (kvBSC: Value) =>
     g.op("Reshape", [g.op("Expand", [g.op("Reshape", [kvBSC, s.shapeKV]), s.shapeQ]), s.shapeBSC!]);
-  const k = repeatKv(rotate(linear(g, hND, w.kW, w.kB), c.numKvHeads));
-  const v = repeatKv(g.op("Reshape", [linear(g, hND, w.vW, w.vB), s.shapeBSC!]));
+  const k = repeatKv(rotate(s.linear(hND, w.kW, w.kB), c.numKvHeads));
+  const v = repeatKv(g.op("Reshape", [s.linear(hND, w.vW, w.vB), s.shapeBSC!]));
   const o = g.op(
     "MultiHeadAttention",
     [q, k, v, "", "", s.biasB1SS!],
@@ -218,10 +231,10 @@ function attentionFused(g: GraphBuilder, c: Qwen2Config, hND: Value, w: Qwen2Lay
 
 function decoderLayer(g: GraphBuilder, c: Qwen2Config, xND: Value, w: Qwen2LayerWeights, s: Shared): Value {
   const attnND = attention(g, c, rmsNorm(g, xND, c.rmsNormEps, w.inputNorm), w, s);
-  xND = g.op("Add", [xND, linear(g, attnND, w.oW)]);
+  xND = g.op("Add", [xND, s.linear(attnND, w.oW)]);
   const hND = rmsNorm(g, xND, c.rmsNormEps, w.postNorm);
-  const actNI = g.op("Mul", [silu(g, linear(g, hND, w.gateW)), linear(g, hND, w.upW)]);
-  return g.op("Add", [xND, linear(g, actNI, w.downW)]);
+  const actNI = g.op("Mul", [silu(g, s.linear(hND, w.gateW)), s.linear(hND, w.upW)]);
+  return g.op("Add", [xND, s.linear(actNI, w.downW)]);
 }
 
 /**
@@ -242,9 +255,9 @@ function decoderLayerFused(
   if (pending) ({ sum: xND, y: hND } = addRmsNorm(g, form, xND, pending, c.rmsNormEps, D, w.inputNorm));
   else hND = rmsNormOf(g, form, xND, c.rmsNormEps, D, w.inputNorm);
   const attnND = attentionFused(g, c, hND, w, s);
-  const post = addRmsNorm(g, form, xND, linear(g, attnND, w.oW), c.rmsNormEps, D, w.postNorm);
-  const actNI = g.op("Mul", [silu(g, linear(g, post.y, w.gateW)), linear(g, post.y, w.upW)]);
-  return { x: post.sum, pending: linear(g, actNI, w.downW) };
+  const post = addRmsNorm(g, form, xND, s.linear(attnND, w.oW), c.rmsNormEps, D, w.postNorm);
+  const actNI = g.op("Mul", [silu(g, s.linear(post.y, w.gateW)), s.linear(post.y, w.upW)]);
+  return { x: post.sum, pending: s.linear(actNI, w.downW) };
 }
 
 /**

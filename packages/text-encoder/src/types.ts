@@ -53,9 +53,11 @@ export interface TextEncoderLoadOptions {
    * How the large matrices (projections and the embedding table) are stored (default `"float32"`).
    * `"float16"`/`"bfloat16"` halve their memory: they are cast to float32 inside the graph right
    * before use, so activations and outputs stay float32 (results then differ from the float32
-   * reference by the weights' rounding).
+   * reference by the weights' rounding). `"int8"` (CPU) quantizes the projections to per-channel int8 and their
+   * inputs on the fly (`DynamicQuantizeMatMul`): faster, a quarter of their memory, not exact; the embedding table
+   * stays float32.
    */
-  dtype?: "float32" | "float16" | "bfloat16";
+  dtype?: "float32" | "float16" | "bfloat16" | "int8";
   /** Threads per onnxruntime op (default: onnxruntime's choice). */
   intraOpThreads?: number;
   /**

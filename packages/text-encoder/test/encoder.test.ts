@@ -11,6 +11,7 @@ import { join } from "node:path";
 import {
   HartError,
   readSafetensors,
+  relativeError,
   type StateDict,
   type Tensor,
   tensor,
@@ -162,6 +163,21 @@ describe("Qwen2TextEncoder.encode", () => {
       }
     });
   }
+
+  it("int8: quantized projections stay within int8 accuracy of the float32 encoder", async () => {
+    const int8 = await Qwen2TextEncoder.fromWeights(config, weights, { tokenizer: encoder.tokenizer!, dtype: "int8" });
+    try {
+      const a = await encoder.encode(PROMPTS, { maxTokenLength: 8 });
+      const b = await int8.encode(PROMPTS, { maxTokenLength: 8 });
+      const err = relativeError(b.contextBLD, a.contextBLD);
+      console.log(`text encoder int8 vs float32: relative error ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(5e-2);
+      expect(err).toBeGreaterThan(1e-5); // the quantization is visible
+      expect(Array.from(b.mask.data)).toEqual(Array.from(a.mask.data));
+    } finally {
+      await int8.release();
+    }
+  });
 
   it("reads Qwen2ForCausalLM-style checkpoints (model. prefix, lm_head ignored)", async () => {
     const dir = join(tmp, "prefixed");
