@@ -166,6 +166,7 @@ export class HartPipeline {
   /** The image tokenizer. */
   readonly tokenizer: ImageTokenizer;
   private textEncoder: TextEncoder | undefined;
+  private released = false;
   private readonly options: HartPipelineOptions;
   private readonly defaultMaxTokenLength: number;
 
@@ -218,8 +219,22 @@ export class HartPipeline {
     await encoder?.release();
   }
 
+  /**
+   * Frees the native memory of every component that has a `release()` (text encoder, transformer, diffusion,
+   * tokenizer: all of the official ones), also components shared with another pipeline. The pipeline cannot
+   * generate afterwards.
+   */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    await this.releaseTextEncoder();
+    for (const component of [this.transformer, this.diffusion, this.tokenizer] as { release?: () => Promise<void> }[])
+      await component.release?.();
+  }
+
   /** Generates one image per prompt. */
   async generate(request: GenerateRequest): Promise<GenerationResult> {
+    if (this.released) throw new HartError("released", "HartPipeline: generate() after release()");
     const t0 = performance.now();
     const prompts = validatePrompts(request.prompts);
     const cfg = request.cfg ?? 4.5;

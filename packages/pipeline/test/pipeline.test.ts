@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { HartError, type Tensor, tensor } from "@hart/core";
+import { HartError, relativeError, type Tensor, tensor } from "@hart/core";
 import { ResidualDiffusion } from "@hart/residual-diffusion";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -203,6 +203,23 @@ describe("HartPipeline on the golden main set", () => {
     const r = await withEncoder(pipe.loadedTextEncoder!, { diffusion: ddim }).generate({ prompts: PROMPTS, seed: 7 });
     expect(r.indices.every((t, si) => t.data.every((v, i) => v === first.indices[si].data[i]))).toBe(true);
     expect(same(r, first)).toBe(false);
+  });
+
+  it("dtype int8: quantized transformer and text encoder stay close to float32 on replayed codes; release() frees it", async () => {
+    const request = { prompts: PROMPTS, seed: 7, moreSmooth: false };
+    const reference = await pipe.generate(request);
+    const int8 = await HartPipeline.fromPretrained({ model: MODEL, dtype: "int8" });
+    const replayed = await int8.generate({
+      ...request,
+      transformerOptions: { replay: { indices: reference.indices } },
+    });
+    const err = relativeError(replayed.imagesB3HW, reference.imagesB3HW);
+    console.log(`pipeline int8 vs float32 (codes replayed): image relative error ${err.toExponential(2)}`);
+    expect(err).toBeGreaterThan(0);
+    expect(err).toBeLessThan(5e-2);
+    await int8.release();
+    await int8.release(); // idempotent
+    await expect(int8.generate(request)).rejects.toThrow(/generate\(\) after release\(\)/);
   });
 
   it("uses the EMA weights by default", async () => {
