@@ -10,7 +10,7 @@ import { type BlockWeights, buildBlockGraph } from "../src/graphs/block";
 import { buildRopeGraph } from "../src/graphs/encodings";
 import { HartTransformer, randomTransformerStateDict, replaySampler } from "../src/index";
 import { imagePositions, ropeExponents } from "../src/positions";
-import { lcgRandom, tinyConfig, tinyContext, tinyModel, tinyQuantizer } from "./helpers";
+import { lcgRandom, tinyConfig, tinyContext, tinyModel, tinyQuantizer, tracedTinyRun } from "./helpers";
 
 const FUSED = { flavour: "fused", precision: "float32" } as const;
 const HALF = { flavour: "fused", precision: "float16" } as const;
@@ -167,21 +167,9 @@ describe("float16 transformer", () => {
     ["plain blocks with MatMul attention (the WebGPU form)", { attention: "matmul" }],
   ] as const) {
     it(`${form}: float16 blocks and cache give guided logits within float16 accuracy of float32 (same codes)`, async () => {
-      const { cfg, quantizer, sd } = tinyModel();
-      const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
-      const run = async (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) => {
-        const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, { ...blockOptions, ...options });
-        const seen = new Map<string, Tensor>();
-        const result = await model.generate(context, {
-          cfg: 3,
-          topK: 20,
-          random: lcgRandom(21),
-          sampler,
-          trace: (n, t) => seen.set(n, t),
-        });
-        await model.release();
-        return { result, seen };
-      };
+      const model = tinyModel();
+      const run = (options: { dtype?: "float16" }, sampler?: ReturnType<typeof replaySampler>) =>
+        tracedTinyRun(model, { ...blockOptions, ...options }, sampler);
       const full = await run({});
       // the float16 run replays the float32 run's codes, so every scale sees the same conditioning
       const half = await run({ dtype: "float16" }, replaySampler(full.result.indices));

@@ -1,7 +1,14 @@
 /** Small fixtures shared by the package tests: tiny configs, a quantizer with random weights, contexts, a seeded source. */
 import { type Tensor, tensor } from "@hart/core";
 import { HartQuantizer, parseTokenizerConfig, randomTokenizerStateDict } from "@hart/tokenizer";
-import { parseConfig, type RandomSource, randomTransformerStateDict } from "../src/index";
+import {
+  HartTransformer,
+  type HartTransformerOptions,
+  parseConfig,
+  type RandomSource,
+  randomTransformerStateDict,
+  type replaySampler,
+} from "../src/index";
 
 /** A tiny transformer config (overrides are raw config.json fields). */
 export function tinyConfig(overrides: Record<string, unknown> = {}) {
@@ -94,4 +101,27 @@ export function lcgRandom(seed: number): RandomSource {
         Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => -Math.log(-Math.log(next() || 1e-12))),
       ),
   };
+}
+
+/**
+ * Builds the tiny model with `options`, generates once for a fixed two-prompt context (cfg 3, top-k 20, seeded;
+ * `sampler` e.g. replays another run's codes) and returns the result with every traced tensor by name.
+ */
+export async function tracedTinyRun(
+  model: ReturnType<typeof tinyModel>,
+  options: HartTransformerOptions,
+  sampler?: ReturnType<typeof replaySampler>,
+) {
+  const { cfg, quantizer, sd } = model;
+  const transformer = await HartTransformer.fromStateDict(cfg, sd, quantizer, options);
+  const seen = new Map<string, Tensor>();
+  const result = await transformer.generate(tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]), {
+    cfg: 3,
+    topK: 20,
+    random: lcgRandom(21),
+    sampler,
+    trace: (n, t) => seen.set(n, t),
+  });
+  await transformer.release();
+  return { result, seen };
 }

@@ -2,28 +2,16 @@
  * int8 blocks (`dtype: "int8"`): per-channel int8 weights with activations quantized on the fly. Not exact, so the
  * int8 run replays the float32 run's codes and its guided logits and diffusion conditioning are compared.
  */
-import { HartError, relativeError, type Tensor } from "@hart/core";
+import { HartError, relativeError } from "@hart/core";
 import { describe, expect, it } from "vitest";
 import { HartTransformer, replaySampler } from "../src/index";
-import { lcgRandom, tinyContext, tinyModel } from "./helpers";
+import { tinyModel, tracedTinyRun } from "./helpers";
 
 describe("int8 transformer blocks", () => {
   it("give guided logits and diffusion conditioning within int8 accuracy of float32 (same codes)", async () => {
-    const { cfg, quantizer, sd } = tinyModel();
-    const context = tinyContext(cfg.contextToken, cfg.contextDim, [5, 3]);
-    const run = async (options: { dtype?: "int8" }, sampler?: ReturnType<typeof replaySampler>) => {
-      const model = await HartTransformer.fromStateDict(cfg, sd, quantizer, options);
-      const seen = new Map<string, Tensor>();
-      const result = await model.generate(context, {
-        cfg: 3,
-        topK: 20,
-        random: lcgRandom(21),
-        sampler,
-        trace: (n, t) => seen.set(n, t),
-      });
-      await model.release();
-      return { result, seen };
-    };
+    const model = tinyModel();
+    const run = (options: { dtype?: "int8" }, sampler?: ReturnType<typeof replaySampler>) =>
+      tracedTinyRun(model, options, sampler);
     const full = await run({});
     const int8 = await run({ dtype: "int8" }, replaySampler(full.result.indices));
     let compared = 0;
@@ -35,7 +23,7 @@ describe("int8 transformer blocks", () => {
       expect(err).toBeGreaterThan(0); // the int8 graphs really ran
       compared++;
     }
-    expect(compared).toBe(cfg.patchNums.length);
+    expect(compared).toBe(model.cfg.patchNums.length);
     const condErr = relativeError(int8.result.diffusionCond, full.result.diffusionCond);
     console.log(`ar generate int8 diffusion cond: relative error ${condErr.toExponential(2)}`);
     expect(condErr).toBeLessThan(2e-2);
