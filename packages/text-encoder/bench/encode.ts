@@ -8,6 +8,7 @@
  *
  *   npm run bench -w @hart/text-encoder
  *   npx tsx bench/encode.ts --dtype bfloat16 --layers 4 --runs 1   # quick look
+ *   npx tsx bench/encode.ts --dtype int8                           # int8 projections (CPU; faster, not exact)
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -27,7 +28,9 @@ const arg = (name: string, fallback: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
-const dtype = arg("dtype", "float32") as WeightDType;
+const dtype = arg("dtype", "float32") as WeightDType | "int8";
+/** How the random checkpoint stores its matrices (int8 quantizes float32 weights at load). */
+const storage: WeightDType = dtype === "int8" ? "float32" : dtype;
 const runs = Number(arg("runs", "2"));
 const threads = arg("threads", "");
 const partMb = arg("part-mb", "");
@@ -112,7 +115,7 @@ function source(keys: readonly string[]): StateDict {
     const shape = shapes[name];
     if (name.endsWith("norm.weight")) out.set(key, randomTensor(shape, 0.1, 1, "float32"));
     else if (name.endsWith("bias")) out.set(key, randomTensor(shape, 0.05, 0, "float32"));
-    else out.set(key, randomTensor(shape, name === "embed_tokens.weight" ? 0.05 : Math.sqrt(3 / shape[1]), 0, dtype));
+    else out.set(key, randomTensor(shape, name === "embed_tokens.weight" ? 0.05 : Math.sqrt(3 / shape[1]), 0, storage));
   }
   return out;
 }
@@ -125,8 +128,9 @@ const tokenizer = PromptTokenizer.fromJson(
   tokDir,
 );
 
-const { layer, embed } = weightBytes(config, dtype);
-const weightGiB = (embed + config.numLayers * layer) / 2 ** 30;
+const { layer, embed } = weightBytes(config, storage);
+// int8: the projections take a byte per weight (the float32 norms and biases, < 0.1 %, are counted as a quarter)
+const weightGiB = (embed + (config.numLayers * layer) / (dtype === "int8" ? 4 : 1)) / 2 ** 30;
 const before = memory();
 let t = performance.now();
 const encoder = await Qwen2TextEncoder.fromWeights(config, source, {
