@@ -1,4 +1,4 @@
-import { benchTensor, measureMatMulRate, memoryStats, runBenchChild, type Tensor, tensor } from "@hart/core";
+import { benchArgs, benchTensor, measureMatMulRate, memoryStats, runBenchChild, type Tensor, tensor } from "@hart/core";
 import {
   HartQuantizer,
   parseTokenizerConfig,
@@ -8,11 +8,7 @@ import {
 import { HartTransformer, parseConfig, RELEASE_TRANSFORMER_CONFIG, randomTransformerStateDict } from "../src/index";
 import { scaleFlops } from "./flops";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
 const runs = Math.max(1, Number(arg("runs", "2")));
 const GB = 1e9;

@@ -10,14 +10,10 @@
 import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { readSafetensors, readTorchBin, type StateDict, writeSafetensors } from "../src/index";
+import { benchArgs, readSafetensors, readTorchBin, type StateDict, writeSafetensors } from "../src/index";
 import { type StorageSpec, stateDictPickle, type TensorSpec, ZipWriter } from "../test/helpers/torch-save";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { arg } = benchArgs();
 const totalMiB = Number(arg("mib", "2300"));
 const dir = mkdtempSync(join(arg("dir", tmpdir()), "hart-ckpt-bench-"));
 const GiB = 2 ** 30;

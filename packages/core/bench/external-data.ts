@@ -21,13 +21,9 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createSession, GraphBuilder, memoryStats, type SessionOptions, tensor } from "../src/index";
+import { benchArgs, createSession, GraphBuilder, memoryStats, type SessionOptions, tensor } from "../src/index";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const mb = Number(arg("mb", "800"));
 const count = Number(arg("count", "3"));
 const rows = Number(arg("rows", "1"));

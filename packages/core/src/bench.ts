@@ -124,3 +124,22 @@ export function runBenchChild<T = any>(scriptUrl: string, args: readonly string[
   );
   return JSON.parse(out.trim().split("\n").pop() ?? "{}") as T;
 }
+
+/** A bench script's command line (see {@link benchArgs}). */
+export interface BenchArgs {
+  /** The raw arguments (pass them on to {@link runBenchChild}). */
+  readonly args: readonly string[];
+  /** The value after `--name`, else `fallback`. */
+  arg(name: string, fallback: string): string;
+}
+
+/** Reads a bench script's `--name value` options from `argv` (default: this process's arguments). */
+export function benchArgs(argv: readonly string[] = process.argv.slice(2)): BenchArgs {
+  return {
+    args: argv,
+    arg(name, fallback) {
+      const i = argv.indexOf(`--${name}`);
+      return i >= 0 ? argv[i + 1] : fallback;
+    },
+  };
+}

@@ -17,15 +17,11 @@
  * Each schedule runs in its own child process so its peak RSS is its own.
  */
 import type { HartTransformer } from "@hart/ar";
-import { type Device, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
+import { benchArgs, type Device, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
 import { registerGpuProviders } from "@hart/kernels-cuda";
 import { randomReleasePipeline } from "../src/index";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const runs = Math.max(1, Number(arg("runs", "2")));
 const PYTORCH_256PX_S = 27;
 

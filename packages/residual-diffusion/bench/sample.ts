@@ -18,7 +18,7 @@
  * `--threads 1` there is no thread-pool spinning in it either), so the CPU
  * ratio is the steadier comparison.
  */
-import { benchTensor, measureMatMulRate, timeIt } from "@hart/core";
+import { benchArgs, benchTensor, measureMatMulRate, timeIt } from "@hart/core";
 import {
   ResidualDiffusion,
   type ResidualScheduler,
@@ -27,11 +27,7 @@ import {
   ZeroNoise,
 } from "../src/index";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const tokenList = arg("tokens", "4096,1024").split(",").map(Number);
 const width = Number(arg("width", "1024"));
 const depth = Number(arg("depth", "6"));

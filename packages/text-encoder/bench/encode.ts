@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { type DType, memoryStats, type StateDict, type Tensor, tensor } from "@hart/core";
+import { benchArgs, type DType, memoryStats, type StateDict, type Tensor, tensor } from "@hart/core";
 import {
   type EncodeOptions,
   PromptTokenizer,
@@ -23,11 +23,7 @@ import {
   weightBytes,
 } from "../src/index";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const dtype = arg("dtype", "float32") as WeightDType | "int8";
 /** How the random checkpoint stores its matrices (int8 quantizes float32 weights at load). */
 const storage: WeightDType = dtype === "int8" ? "float32" : dtype;

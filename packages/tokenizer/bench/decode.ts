@@ -1,12 +1,8 @@
-import { benchTensor, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
+import { benchArgs, benchTensor, measureMatMulRate, memoryStats, runBenchChild } from "@hart/core";
 import { HartTokenizer, parseTokenizerConfig, RELEASE_TOKENIZER_CONFIG, randomTokenizerStateDict } from "../src/index";
 import { decoderFlops } from "./flops";
 
-const args = process.argv.slice(2);
-const arg = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
+const { args, arg } = benchArgs();
 const threads = args.includes("--threads") ? Number(arg("threads", "0")) : undefined;
 const runs = Math.max(1, Number(arg("runs", "2")));
 const attention = arg("attention", "mha") as "mha" | "plain";
