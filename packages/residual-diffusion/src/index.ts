@@ -25,7 +25,15 @@ export {
   respacedSchedule,
   spaceTimesteps,
 } from "./schedule";
-export { checkStep, cosineRespaced, drawNoise, predictXstart, type ScheduleSpec } from "./schedulers/common";
+export {
+  checkStep,
+  cosineRespaced,
+  drawNoise,
+  predictXstart,
+  RespacedScheduler,
+  type RespacedSchedulerOptions,
+  type ScheduleSpec,
+} from "./schedulers/common";
 export { DDIMScheduler, type DDIMSchedulerOptions } from "./schedulers/ddim";
 export { IDDPMScheduler, type IDDPMSchedulerOptions } from "./schedulers/iddpm";
 export { timestepEmbedding } from "./timestep-embedding";

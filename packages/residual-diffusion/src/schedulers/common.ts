@@ -13,6 +13,38 @@ export interface ScheduleSpec {
   numSamplingSteps?: string | number | readonly number[];
 }
 
+/** Options every {@link RespacedScheduler} takes. */
+export interface RespacedSchedulerOptions extends ScheduleSpec {
+  /** A ready schedule (overrides `numTimesteps`/`numSamplingSteps`). */
+  schedule?: DiffusionSchedule;
+  /** Clip the x₀ prediction to [−1, 1] (default true, like `DiffLoss.sample`). */
+  clipDenoised?: boolean;
+}
+
+/**
+ * What a sampler on a respaced schedule shares (a base for your own `ResidualScheduler`): the schedule, its
+ * execution order `numSteps−1, …, 0`, x₀ clipping, and the model's timestep for each respaced step.
+ */
+export abstract class RespacedScheduler {
+  /** The respaced float64 schedule the coefficients come from. */
+  readonly schedule: DiffusionSchedule;
+  /** `numSteps−1, …, 0`. */
+  readonly indices: readonly number[];
+  /** Whether x₀ predictions are clipped to [−1, 1]. */
+  protected readonly clip: boolean;
+
+  constructor(options: RespacedSchedulerOptions = {}) {
+    this.schedule = options.schedule ?? cosineRespaced(options);
+    this.clip = options.clipDenoised ?? true;
+    this.indices = descending(this.schedule.betas.length);
+  }
+
+  /** `timestep_map[index]`. */
+  modelTimestep(index: number): number {
+    return this.schedule.timestepMap[index];
+  }
+}
+
 /** The release's schedule: cosine betas over `numTimesteps`, respaced to `numSamplingSteps`. */
 export function cosineRespaced(spec: ScheduleSpec = {}): DiffusionSchedule {
   const total = spec.numTimesteps ?? 1000;

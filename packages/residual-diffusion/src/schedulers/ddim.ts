@@ -1,14 +1,17 @@
 import { HartError } from "@hart/core";
-import type { DiffusionSchedule } from "../schedule";
 import type { ResidualScheduler, SchedulerStepInput, SchedulerStepOutput } from "../types";
-import { checkStep, cosineRespaced, descending, drawNoise, f32, nc, predictXstart, type ScheduleSpec } from "./common";
+import {
+  checkStep,
+  drawNoise,
+  f32,
+  nc,
+  predictXstart,
+  RespacedScheduler,
+  type RespacedSchedulerOptions,
+} from "./common";
 
 /** Options of {@link DDIMScheduler}. */
-export interface DDIMSchedulerOptions extends ScheduleSpec {
-  /** A ready schedule (overrides `numTimesteps`/`numSamplingSteps`). */
-  schedule?: DiffusionSchedule;
-  /** Clip the x₀ prediction to [−1, 1] (default true). */
-  clipDenoised?: boolean;
+export interface DDIMSchedulerOptions extends RespacedSchedulerOptions {
   /**
    * Stochasticity η (default 0: deterministic, no draws after the initial
    * noise). η = 1 has the posterior variance and the iDDPM posterior mean.
@@ -30,30 +33,18 @@ export interface DDIMSchedulerOptions extends ScheduleSpec {
  *
  * With η = 0 no noise is drawn and temperature has no effect.
  */
-export class DDIMScheduler implements ResidualScheduler {
+export class DDIMScheduler extends RespacedScheduler implements ResidualScheduler {
   /** `"ddim"`. */
   readonly name = "ddim";
-  /** The respaced float64 schedule the coefficients come from. */
-  readonly schedule: DiffusionSchedule;
-  /** `numSteps−1, …, 0`. */
-  readonly indices: readonly number[];
   /** Stochasticity η (0: deterministic). */
   readonly eta: number;
-  private readonly clip: boolean;
 
   constructor(options: DDIMSchedulerOptions = {}) {
-    this.schedule = options.schedule ?? cosineRespaced(options);
+    super(options);
     this.eta = options.eta ?? 0;
     if (!Number.isFinite(this.eta) || this.eta < 0) {
       throw new HartError("argument", `DDIMScheduler: eta must be a finite number ≥ 0, got ${this.eta}`);
     }
-    this.clip = options.clipDenoised ?? true;
-    this.indices = descending(this.schedule.betas.length);
-  }
-
-  /** `timestep_map[index]`. */
-  modelTimestep(index: number): number {
-    return this.schedule.timestepMap[index];
   }
 
   /** One `ddim_sample` step; draws noise only when η > 0. */

@@ -1,15 +1,17 @@
 import { HartError } from "@hart/core";
-import type { DiffusionSchedule } from "../schedule";
 import type { ResidualScheduler, SchedulerStepInput, SchedulerStepOutput } from "../types";
-import { checkStep, cosineRespaced, descending, drawNoise, f32, nc, predictXstart, type ScheduleSpec } from "./common";
+import {
+  checkStep,
+  drawNoise,
+  f32,
+  nc,
+  predictXstart,
+  RespacedScheduler,
+  type RespacedSchedulerOptions,
+} from "./common";
 
 /** Options of {@link IDDPMScheduler}. */
-export interface IDDPMSchedulerOptions extends ScheduleSpec {
-  /** A ready schedule (overrides `numTimesteps`/`numSamplingSteps`). */
-  schedule?: DiffusionSchedule;
-  /** Clip the x₀ prediction to [−1, 1] (default true, like `DiffLoss.sample`). */
-  clipDenoised?: boolean;
-}
+export type IDDPMSchedulerOptions = RespacedSchedulerOptions;
 
 /**
  * The release's sampler: iDDPM ancestral sampling (`p_sample`) with ε
@@ -26,30 +28,18 @@ export interface IDDPMSchedulerOptions extends ScheduleSpec {
  * float32 first, exactly as the reference's tensor ops do. A draw is made at
  * the last step too (and multiplied by 0), so replayed reference noise lines up.
  */
-export class IDDPMScheduler implements ResidualScheduler {
+export class IDDPMScheduler extends RespacedScheduler implements ResidualScheduler {
   /** `"iddpm"`. */
   readonly name = "iddpm";
-  /** The respaced float64 schedule the coefficients come from. */
-  readonly schedule: DiffusionSchedule;
-  /** `numSteps−1, …, 0`. */
-  readonly indices: readonly number[];
-  private readonly clip: boolean;
 
   constructor(options: IDDPMSchedulerOptions = {}) {
-    this.schedule = options.schedule ?? cosineRespaced(options);
+    super(options);
     if (this.schedule.posteriorLogVarianceClipped.length === 0) {
       throw new HartError(
         "argument",
         "IDDPMScheduler: learned-range variance needs at least 2 sampling steps (the 1-step posterior variance is 0)",
       );
     }
-    this.clip = options.clipDenoised ?? true;
-    this.indices = descending(this.schedule.betas.length);
-  }
-
-  /** `timestep_map[index]`. */
-  modelTimestep(index: number): number {
-    return this.schedule.timestepMap[index];
   }
 
   /** One `p_sample` step; draws `[N, Cvae]` noise from `input.noise`. */
