@@ -7,4 +7,4 @@ export { type RandomWeightsOptions, randomTokenizerStateDict } from "./random-we
 export { RELEASE_TOKENIZER_CONFIG } from "./release";
 export { areaMatrix, bicubicMatrix, type ResizeFactors, resizeFactors } from "./resample";
 export { type EncodedImagesWithDebug, HartTokenizer, type TokenizerOptions } from "./tokenizer";
-export type { EncodedImages, ImageTokenizer, ScaleQuantizer, TokenizerLoadOptions } from "./types";
+export type { EncodedImages, ImageTokenizer, NextScaleInput, ScaleQuantizer, TokenizerLoadOptions } from "./types";

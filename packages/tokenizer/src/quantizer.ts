@@ -19,7 +19,7 @@ import type { Weights } from "./graph/layers";
 import { buildAddScaleGraph, buildLookupGraph, buildQuantizeStepGraph, buildSumGraph } from "./graph/quantizer";
 import { type PhiLayout, phiLayout } from "./phi";
 import { resizeFactors } from "./resample";
-import type { ScaleQuantizer } from "./types";
+import type { NextScaleInput, ScaleQuantizer } from "./types";
 
 /** Options of {@link HartQuantizer.fromWeights}. */
 export interface QuantizerOptions {
@@ -112,16 +112,7 @@ export class HartQuantizer implements ScaleQuantizer {
   }
 
   /** {@inheritDoc ScaleQuantizer.nextScaleInput} */
-  async nextScaleInput(
-    si: number,
-    fHatBCHW: Tensor<"float32">,
-    hBChw: Tensor<"float32">,
-  ): Promise<{
-    /** The updated accumulated latent `fHat'`, `[B, Cvae, HW, HW]` (a new tensor). */
-    fHatBCHW: Tensor<"float32">;
-    /** `fHat'` area-downsampled to the next scale, `[B, Cvae, pn', pn']` with `pn' = patchNums[si+1]`; `null` at the last scale. */
-    nextBChw: Tensor<"float32"> | null;
-  }> {
+  async nextScaleInput(si: number, fHatBCHW: Tensor<"float32">, hBChw: Tensor<"float32">): Promise<NextScaleInput> {
     const SN = this.patchNums.length;
     if (!Number.isInteger(si) || si < 0 || si >= SN) {
       throw new HartError("argument", `nextScaleInput: scale index si=${si} must be an integer in [0, ${SN - 1}]`);

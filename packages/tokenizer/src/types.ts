@@ -1,5 +1,13 @@
 import type { Device, GraphFlavour, OnProgress, Tensor } from "@hart/core";
 
+/** What {@link ScaleQuantizer.nextScaleInput} returns. */
+export interface NextScaleInput {
+  /** The updated accumulated latent `fHat'`, `[B, Cvae, HW, HW]` (a new tensor). */
+  fHatBCHW: Tensor<"float32">;
+  /** `fHat'` area-downsampled to the next scale, `[B, Cvae, pn', pn']` with `pn' = patchNums[si+1]`; `null` at the last scale. */
+  nextBChw: Tensor<"float32"> | null;
+}
+
 /**
  * What the AR transformer needs from the quantizer: the scale schedule, the
  * codebook and the step that turns one scale's code embeddings into the next
@@ -26,16 +34,7 @@ export interface ScaleQuantizer {
    * quantizer adds the last scale without Phi, which HART's sampler does itself (it never calls
    * this at `si = SN-1`).
    */
-  nextScaleInput(
-    si: number,
-    fHatBCHW: Tensor<"float32">,
-    hBChw: Tensor<"float32">,
-  ): Promise<{
-    /** The updated accumulated latent `fHat'`, `[B, Cvae, HW, HW]` (a new tensor). */
-    fHatBCHW: Tensor<"float32">;
-    /** `fHat'` area-downsampled to the next scale, `[B, Cvae, pn', pn']` with `pn' = patchNums[si+1]`; `null` at the last scale. */
-    nextBChw: Tensor<"float32"> | null;
-  }>;
+  nextScaleInput(si: number, fHatBCHW: Tensor<"float32">, hBChw: Tensor<"float32">): Promise<NextScaleInput>;
 }
 
 /** What {@link ImageTokenizer.encode} returns. */
