@@ -193,7 +193,7 @@ export function addRmsNorm(
 ): {
   /** The residual sum `x + residual`, `[..., width]` (the next residual stream). */
   sum: Value;
-  /** RMSNorm of {@link sum}, `[..., width]`. */
+  /** RMSNorm of `sum`, `[..., width]`. */
   y: Value;
 } {
   if (form.flavour === "plain") {
